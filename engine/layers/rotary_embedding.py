@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import PretrainedConfig
+from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    first, second = x.chunk(2, dim=-1)
+    return torch.cat((-second, first), dim=-1)
+
+
+class RotaryEmbedding(nn.Module):
+    """RoPE with Hugging Face's frequencies (rope scaling included) and its fp32-then-cast arithmetic."""
+
+    def __init__(self, config: PretrainedConfig) -> None:
+        super().__init__()
+        reference = LlamaRotaryEmbedding(config)
+        self.register_buffer("inv_freq", reference.inv_freq.float(), persistent=False)
+        self.attention_scaling = float(reference.attention_scaling)
+
+    def forward(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q, k: [T, heads, head_dim]; positions: [T]."""
+        freqs = positions[:, None].float() * self.inv_freq
+        emb = torch.cat((freqs, freqs), dim=-1)
+        cos = (emb.cos() * self.attention_scaling).to(q.dtype)[:, None, :]
+        sin = (emb.sin() * self.attention_scaling).to(q.dtype)[:, None, :]
+        return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin

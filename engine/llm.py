@@ -1,0 +1,70 @@
+"""The user-facing API, shaped like vLLM's: LLM(...).generate(...) and .score(...)."""
+from __future__ import annotations
+
+from typing import Sequence as Seq
+
+from bi_bench.engine.config import EngineConfig
+from bi_bench.engine.llm_engine import LLMEngine
+from bi_bench.engine.outputs import RequestOutput, ScoreOutput
+from bi_bench.engine.sampling_params import SamplingParams
+
+Prompt = str | list[int]
+
+
+class LLM:
+    def __init__(self, model: str, **engine_args) -> None:
+        self.engine = LLMEngine(EngineConfig(model, **engine_args))
+
+    @property
+    def tokenizer(self):
+        return self.engine.source.tokenizer
+
+    @property
+    def kernels(self) -> dict[str, str]:
+        """The variant chosen for each op."""
+        return self.engine.runner.kernels.names()
+
+    def generate(self, prompts: Seq[Prompt], sampling_params: SamplingParams | Seq[SamplingParams] | None = None
+                 ) -> list[RequestOutput]:
+        token_lists = [self._tokenize(p) for p in prompts]
+        params = _per_prompt(sampling_params, len(token_lists))
+        seqs = [self.engine.add_request(ids, p) for ids, p in zip(token_lists, params)]
+        self.engine.run_until_done()
+        return [RequestOutput(seq.token_ids[:seq.num_prompt_tokens], seq.completion_token_ids,
+                              self._detokenize(seq.completion_token_ids), seq.finish_reason or "length",
+                              seq.logprobs, seq.raw_logprobs) for seq in seqs]
+
+    def score(self, prompts: Seq[Prompt], completions: Seq[Prompt],
+              sampling_params: SamplingParams | Seq[SamplingParams] | None = None) -> list[ScoreOutput]:
+        """Logprobs of each completion given its prompt, from a prefill forward over prompt + completion."""
+        if len(prompts) != len(completions):
+            raise ValueError(f"score: {len(prompts)} prompts but {len(completions)} completions")
+        params = _per_prompt(sampling_params, len(prompts))
+        seqs = []
+        for prompt, completion, p in zip(prompts, completions, params):
+            prompt_ids, completion_ids = self._tokenize(prompt), self._tokenize(completion, special=False)
+            seqs.append(self.engine.add_request(prompt_ids + completion_ids, p, scoring=True,
+                                                num_prompt_tokens=len(prompt_ids)))
+        self.engine.run_until_done()
+        return [ScoreOutput(seq.token_ids[:seq.num_prompt_tokens], seq.completion_token_ids,
+                            seq.logprobs, seq.raw_logprobs) for seq in seqs]
+
+    def _tokenize(self, prompt: Prompt, special: bool = True) -> list[int]:
+        if not isinstance(prompt, str):
+            return [int(t) for t in prompt]
+        if self.tokenizer is None:
+            raise ValueError(f"model {self.engine.config.model!r} has no tokenizer: pass token-id lists")
+        return self.tokenizer(prompt, add_special_tokens=special)["input_ids"]
+
+    def _detokenize(self, token_ids: list[int]) -> str:
+        return self.tokenizer.decode(token_ids, skip_special_tokens=True) if self.tokenizer else ""
+
+
+def _per_prompt(params: SamplingParams | Seq[SamplingParams] | None, count: int) -> list[SamplingParams]:
+    if params is None:
+        return [SamplingParams()] * count
+    if isinstance(params, SamplingParams):
+        return [params] * count
+    if len(params) != count:
+        raise ValueError(f"{len(params)} sampling params for {count} prompts")
+    return list(params)

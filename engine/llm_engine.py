@@ -1,0 +1,103 @@
+"""The engine loop: admit requests, schedule a step, run it, record what was sampled."""
+from __future__ import annotations
+
+import itertools
+import random
+from dataclasses import asdict
+
+from bi_bench.engine.block_manager import BlockManager
+from bi_bench.engine.config import EngineConfig
+from bi_bench.engine.loader import ModelSource, resolve
+from bi_bench.engine.model_runner import ModelRunner, SampledRows
+from bi_bench.engine.sampling_params import SamplingParams
+from bi_bench.engine.scheduler import Scheduler
+from bi_bench.engine.sequence import Sequence
+
+
+class LLMEngine:
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.source: ModelSource = resolve(config.model)
+        check_tensor_parallel(self.source, config.tensor_parallel_size)
+        config.max_model_len = min(config.max_model_len, self.source.config.max_position_embeddings)
+        self.runner = ModelRunner(config, self.source)
+        self.block_manager = BlockManager(self.runner.num_kv_blocks, config.block_size, config.enable_prefix_caching)
+        self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_num_batched_tokens)
+        self.eos_token_ids = _eos_token_ids(self.source)
+        self._ids = itertools.count()
+
+    def add_request(self, token_ids: list[int], params: SamplingParams, scoring: bool = False,
+                    num_prompt_tokens: int = 0) -> Sequence:
+        self._check_request(token_ids, params, scoring)
+        seed = params.seed if params.seed is not None else random.SystemRandom().randrange(1 << 62)
+        seq = Sequence(next(self._ids), list(token_ids), params, seed, scoring=scoring,
+                       num_prompt_tokens=num_prompt_tokens)
+        self.scheduler.add(seq)
+        return seq
+
+    def _check_request(self, token_ids: list[int], params: SamplingParams, scoring: bool) -> None:
+        vocab = self.source.config.vocab_size
+        if not token_ids:
+            raise ValueError("prompt is empty")
+        if any(not 0 <= t < vocab for t in token_ids):
+            raise ValueError(f"prompt has token ids outside the vocabulary [0, {vocab})")
+        longest = len(token_ids) + (0 if scoring else params.max_tokens)
+        if len(token_ids) > self.config.max_model_len:
+            raise ValueError(f"prompt of {len(token_ids)} tokens exceeds max_model_len={self.config.max_model_len}")
+        if self.block_manager.blocks_needed(min(longest, self.config.max_model_len)) > self.runner.num_kv_blocks:
+            raise ValueError(f"a request of up to {longest} tokens cannot fit in num_kv_blocks="
+                             f"{self.runner.num_kv_blocks} of {self.config.block_size} tokens")
+
+    def step(self) -> None:
+        scheduled = self.scheduler.schedule()
+        if not scheduled:
+            raise RuntimeError("scheduler made no progress: no request fits the KV cache")
+        results = self.runner.run(scheduled)
+        for item in scheduled:
+            item.seq.num_computed_tokens += item.num_tokens
+            self.block_manager.register_computed_blocks(item.seq)
+        for result in results:
+            self._record(result)
+        for item in scheduled:
+            if item.seq.scoring and item.seq.num_uncomputed_tokens == 0:
+                self.scheduler.finish(item.seq, "length")
+
+    def _record(self, result: SampledRows) -> None:
+        seq = result.seq
+        seq.logprobs.extend(result.logprobs)
+        seq.raw_logprobs.extend(result.raw_logprobs)
+        if seq.scoring:
+            return
+        token = result.token_ids[0]
+        seq.token_ids.append(token)
+        params = seq.params
+        if token in params.stop_token_ids or (not params.ignore_eos and token in self.eos_token_ids):
+            self.scheduler.finish(seq, "stop")
+        elif len(seq.completion_token_ids) >= params.max_tokens or len(seq) >= self.config.max_model_len:
+            self.scheduler.finish(seq, "length")
+
+    def run_until_done(self) -> None:
+        while self.scheduler.has_unfinished():
+            self.step()
+
+    def describe(self) -> dict:
+        return {**asdict(self.config), "kernels": self.runner.kernels.names(),
+                "num_kv_blocks": self.runner.num_kv_blocks}
+
+
+def check_tensor_parallel(source: ModelSource, size: int) -> None:
+    hf = source.config
+    for name in ("num_attention_heads", "num_key_value_heads", "vocab_size"):
+        if getattr(hf, name) % size:
+            raise ValueError(f"tensor_parallel_size={size} does not divide {name}={getattr(hf, name)}")
+    if size > 1:
+        raise NotImplementedError("tensor_parallel_size > 1 is not implemented yet (Tensor parallel issue)")
+
+
+def _eos_token_ids(source: ModelSource) -> set[int]:
+    ids = source.config.eos_token_id
+    if ids is None and source.tokenizer is not None:
+        ids = source.tokenizer.eos_token_id
+    if ids is None:
+        return set()
+    return set(ids) if isinstance(ids, (list, tuple)) else {ids}

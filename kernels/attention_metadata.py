@@ -1,0 +1,28 @@
+"""What a paged attention kernel needs to know about the sequences packed into one step."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class AttentionMetadata:
+    """Queries of B sequences packed along the token dim; keys and values already written to the cache.
+
+    Sequence b owns query rows query_start[b]:query_start[b+1]; its cache holds context_lens[b] tokens
+    (this step's included), so its j-th query of n_q sits at position context_lens[b] - n_q + j and
+    attends to cache positions 0..that position (causal).
+    """
+
+    query_start: list[int]
+    context_lens: list[int]
+    block_tables: torch.Tensor  # int32 [B, max_blocks]; -1 pads
+    block_size: int
+
+    @property
+    def num_seqs(self) -> int:
+        return len(self.context_lens)
+
+    def query_lens(self) -> list[int]:
+        return [self.query_start[b + 1] - self.query_start[b] for b in range(self.num_seqs)]

@@ -1,0 +1,46 @@
+"""CPU linear (x @ weight.T + bias) variants."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from bi_bench.kernels.cpu.tiling import pad_rows, row_tiled, split_count_from_rows
+from bi_bench.kernels.registry import register
+
+# MKL's small-matrix path (M < 12 here) reduces K in another order than its blocked path.
+MIN_ROWS = 16
+TILE_ROWS = 32
+
+
+def _add_bias(out: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return out if bias is None else out + bias
+
+
+@register("matmul", "torch", devices=("cpu", "cuda"), batch_invariant=False,
+          description="F.linear: the backend picks its kernel (and its K order) from the shape",
+          preferred_for=("default",))
+def linear_torch(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    return F.linear(x, weight, bias)
+
+
+@register("matmul", "cpu_min_rows", devices=("cpu",), batch_invariant=True,
+          description=f"pads M to at least {MIN_ROWS} rows so the BLAS always takes its blocked path, "
+                      "whose K order does not depend on M", preferred_for=("invariant",))
+def linear_min_rows(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    rows = x.shape[0]
+    padded = x if rows >= MIN_ROWS else pad_rows(x, MIN_ROWS)
+    return _add_bias(torch.mm(padded, weight.t())[:rows], bias)
+
+
+@register("matmul", "cpu_fixed_tile", devices=("cpu",), batch_invariant=True,
+          description=f"{TILE_ROWS}-row tiles: every BLAS call has one shape, invariant by construction")
+def linear_fixed_tile(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    return _add_bias(row_tiled(lambda tile: torch.mm(tile, weight.t()), x, TILE_ROWS), bias)
+
+
+@register("matmul", "split_k", devices=("cpu", "cuda"), batch_invariant=False,
+          description="split-K whose split count follows M, like vendor heuristics (negative control)")
+def linear_split_k(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    splits = split_count_from_rows(x.shape[0])
+    partials = [torch.mm(xs, ws.t()) for xs, ws in zip(x.chunk(splits, dim=1), weight.chunk(splits, dim=1))]
+    return _add_bias(torch.stack(partials).sum(0), bias)

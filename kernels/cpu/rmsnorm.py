@@ -1,0 +1,50 @@
+"""CPU RMSNorm variants with Hugging Face LlamaRMSNorm arithmetic and an optional fused residual add."""
+from __future__ import annotations
+
+import torch
+
+from bi_bench.kernels.cpu.tiling import row_tiled, split_count_from_rows
+from bi_bench.kernels.registry import register
+
+TILE_ROWS = 16
+
+
+def _residual_add(x: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
+    return x if residual is None else x + residual
+
+
+def _normalize(x: torch.Tensor, weight: torch.Tensor, mean_square: torch.Tensor, eps: float) -> torch.Tensor:
+    h = x.float() * torch.rsqrt(mean_square + eps)
+    return weight * h.to(x.dtype)
+
+
+def _rmsnorm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    return _normalize(x, weight, x.float().pow(2).mean(-1, keepdim=True), eps)
+
+
+@register("rmsnorm", "torch", devices=("cpu", "cuda"), batch_invariant=False,
+          description="torch ops on the whole batch: the reduction may be split across threads by shape",
+          preferred_for=("default",))
+def rmsnorm_torch(x: torch.Tensor, weight: torch.Tensor, eps: float,
+                  residual: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    x = _residual_add(x, residual)
+    return _rmsnorm(x, weight, eps), x
+
+
+@register("rmsnorm", "cpu_tiled", devices=("cpu",), batch_invariant=True,
+          description=f"{TILE_ROWS}-row tiles: each row reduced by the same fixed-shape call",
+          preferred_for=("invariant",))
+def rmsnorm_tiled(x: torch.Tensor, weight: torch.Tensor, eps: float,
+                  residual: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    x = _residual_add(x, residual)
+    return row_tiled(lambda tile: _rmsnorm(tile, weight, eps), x, TILE_ROWS), x
+
+
+@register("rmsnorm", "split", devices=("cpu", "cuda"), batch_invariant=False,
+          description="sum of squares split into partials whose count follows M (negative control)")
+def rmsnorm_split(x: torch.Tensor, weight: torch.Tensor, eps: float,
+                  residual: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    x = _residual_add(x, residual)
+    chunks = x.float().chunk(split_count_from_rows(x.shape[0]), dim=-1)
+    mean_square = torch.stack([c.pow(2).sum(-1, keepdim=True) for c in chunks]).sum(0) / x.shape[-1]
+    return _normalize(x, weight, mean_square, eps), x

@@ -1,0 +1,104 @@
+"""Named kernel variants per op, each with the devices, dtypes and batch-invariance it claims."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+OPS = ("matmul", "rmsnorm", "attention", "log_softmax", "all_reduce")
+MODES = ("default", "invariant", "tp-invariant")
+
+
+@dataclass(frozen=True)
+class KernelVariant:
+    op: str
+    name: str
+    fn: Callable
+    devices: tuple[str, ...]
+    dtypes: tuple[torch.dtype, ...]
+    batch_invariant: bool
+    description: str
+    tp_invariant: bool = False
+
+    def supports(self, device: str, dtype: torch.dtype | None = None) -> bool:
+        return device in self.devices and (dtype is None or dtype in self.dtypes)
+
+
+@dataclass
+class _Registry:
+    variants: dict[str, dict[str, KernelVariant]] = field(default_factory=lambda: {op: {} for op in OPS})
+    # Preference order per (op, device, mode): the first registered variant that supports the dtype wins.
+    preferred: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)
+
+
+_REGISTRY = _Registry()
+FLOATS = (torch.float32, torch.bfloat16, torch.float16)
+
+
+class KernelError(ValueError):
+    pass
+
+
+def register(op: str, name: str, *, devices: tuple[str, ...], batch_invariant: bool, description: str,
+             dtypes: tuple[torch.dtype, ...] = FLOATS, tp_invariant: bool = False,
+             preferred_for: tuple[str, ...] = ()) -> Callable[[Callable], Callable]:
+    """Decorator: registers `fn` as variant `name` of `op`; `preferred_for` lists the modes it is the pick for."""
+    if op not in OPS:
+        raise KernelError(f"unknown op {op!r}; ops: {', '.join(OPS)}")
+
+    def wrap(fn: Callable) -> Callable:
+        _REGISTRY.variants[op][name] = KernelVariant(op, name, fn, devices, dtypes, batch_invariant,
+                                                     description, tp_invariant)
+        for mode in preferred_for:
+            for device in devices:
+                _REGISTRY.preferred.setdefault((op, device, mode), []).append(name)
+        return fn
+
+    return wrap
+
+
+def variants(op: str | None = None) -> list[KernelVariant]:
+    _load_builtin_variants()
+    ops = OPS if op is None else (op,)
+    return [v for o in ops for v in _REGISTRY.variants[o].values()]
+
+
+def get(op: str, name: str) -> KernelVariant:
+    _load_builtin_variants()
+    if op not in OPS:
+        raise KernelError(f"unknown op {op!r}; ops: {', '.join(OPS)}")
+    try:
+        return _REGISTRY.variants[op][name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY.variants[op])) or "none"
+        raise KernelError(f"unknown {op} variant {name!r}; known: {known}") from None
+
+
+def select(op: str, device: str, dtype: torch.dtype, mode: str, override: str | None = None) -> KernelVariant:
+    """The variant an engine in `mode` uses for `op`; an override must still honour the mode's claim."""
+    _load_builtin_variants()
+    if mode not in MODES:
+        raise KernelError(f"unknown mode {mode!r}; modes: {', '.join(MODES)}")
+    if override is not None:
+        variant = get(op, override)
+        if not variant.supports(device, dtype):
+            raise KernelError(f"{op} variant {override!r} does not run on {device} with {dtype}")
+        return variant
+    for name in _REGISTRY.preferred.get((op, device, mode), []):
+        variant = _REGISTRY.variants[op][name]
+        if variant.supports(device, dtype):
+            return variant
+    raise KernelError(f"no {op} variant for mode {mode!r} on {device} with {dtype}")
+
+
+_loaded = False
+
+
+def _load_builtin_variants() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    from bi_bench.kernels import cpu  # noqa: F401  (registers on import)
+    from bi_bench.kernels import triton as triton_variants  # noqa: F401

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="CUDA not available")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+def save_random_hf_model(arch: str, target: Path) -> Path:
+    """A Hugging Face model with random weights and one of our tiny configs, saved as safetensors."""
+    from transformers import AutoModelForCausalLM
+
+    from bi_bench.engine.loader import resolve
+
+    config = resolve(f"random:{arch}").config
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.save_pretrained(target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory):
+    """Factory: arch name -> directory of a saved random HF model (one per arch per session)."""
+    made: dict[str, Path] = {}
+
+    def make(arch: str) -> Path:
+        if arch not in made:
+            made[arch] = save_random_hf_model(arch, tmp_path_factory.mktemp(arch))
+        return made[arch]
+
+    return make
