@@ -46,11 +46,11 @@ class BlockManager:
         self.salt = str(version).encode()
 
     def reuse_cached_prefix(self, seq: Sequence) -> None:
-        """Points a new sequence at cached blocks for its longest cached prefix (at least one token left)."""
+        """Points a new sequence at cached blocks for its longest cached prefix that needs no logits."""
         if not self.enable_prefix_caching:
             return
         previous = b""
-        for start in range(0, len(seq) - 1 - self.block_size + 1, self.block_size):
+        for start in range(0, seq.num_reusable_tokens - self.block_size + 1, self.block_size):
             tokens = tuple(seq.token_ids[start:start + self.block_size])
             digest = chain_hash(previous, tokens, self.salt)
             block_id = self.by_hash.get(digest)

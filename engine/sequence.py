@@ -53,6 +53,11 @@ class Sequence:
     def is_finished(self) -> bool:
         return self.status == SequenceStatus.FINISHED
 
+    @property
+    def num_reusable_tokens(self) -> int:
+        """How much of a cached prefix may stand in for computing: logits are wanted after it."""
+        return (self.num_prompt_tokens if self.scoring else len(self.token_ids)) - 1
+
     def score_positions(self, start: int, end: int) -> range:
         """Positions in [start, end) whose logits score the next given token (scoring sequences only)."""
         return range(max(start, self.num_prompt_tokens - 1), min(end, len(self.token_ids) - 1))

@@ -17,7 +17,8 @@ class RotaryEmbedding(nn.Module):
     def __init__(self, config: PretrainedConfig) -> None:
         super().__init__()
         reference = LlamaRotaryEmbedding(config)
-        self.register_buffer("inv_freq", reference.inv_freq.float(), persistent=False)
+        # A plain attribute, not a buffer: model.to(bfloat16) must not round the frequencies.
+        self.inv_freq = torch.Tensor(reference.inv_freq).float().clone()
         self.attention_scaling = float(reference.attention_scaling)
 
     def forward(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

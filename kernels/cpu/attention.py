@@ -75,6 +75,12 @@ def _split_keys(cache: torch.Tensor, tables: torch.Tensor, split: int, split_key
     return cache[blocks].flatten(1, 2).transpose(1, 2).float()
 
 
+def _batched_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """[N, H, R, K] x [N, H, K, C] as one bmm of N*H fixed-shape matrices (differentiable)."""
+    out = torch.bmm(a.flatten(0, 1), b.flatten(0, 1).contiguous())
+    return out.view(*a.shape[:2], *out.shape[1:])
+
+
 def split_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, meta: AttentionMetadata,
                     scale: float, split_keys: int) -> torch.Tensor:
     """Online softmax over key splits of `split_keys` tokens, always merged in position order.
@@ -94,13 +100,13 @@ def split_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
         values = _split_keys(v_cache, tables, split, split_keys)
         key_pos = torch.arange(split * split_keys, (split + 1) * split_keys)
         masked = (key_pos[None, None, :] > positions[:, :, None])[:, None]
-        scores = torch.matmul(tiles, keys.transpose(-1, -2)) * scale
+        scores = _batched_mm(tiles, keys.transpose(-1, -2)) * scale
         scores = scores.masked_fill(masked, -math.inf)
         new_max = torch.maximum(running_max, scores.amax(-1))
         correction = torch.exp(running_max - new_max)
         probs = torch.exp(scores - new_max[..., None])
         running_sum = running_sum * correction + probs.sum(-1)
-        acc = acc * correction[..., None] + torch.matmul(probs, values)
+        acc = acc * correction[..., None] + _batched_mm(probs, values)
         running_max = new_max
     out_rows = (acc / running_sum[..., None]).permute(0, 2, 1, 3)  # [N, TILE_ROWS, Hkv, D]
     group = q.shape[1] // num_kv_heads

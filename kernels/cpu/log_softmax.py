@@ -3,27 +3,24 @@ from __future__ import annotations
 
 import torch
 
+from bi_bench.kernels.cpu import primitives
 from bi_bench.kernels.cpu.tiling import row_tiled, split_count_from_rows
 from bi_bench.kernels.registry import register
 
 TILE_ROWS = 8
 
 
-def _log_softmax(x: torch.Tensor) -> torch.Tensor:
-    return torch.log_softmax(x.float(), dim=-1)
-
-
 @register("log_softmax", "torch", devices=("cpu", "cuda"), batch_invariant=False,
           description="torch.log_softmax on the whole batch", preferred_for=("default",))
 def log_softmax_torch(x: torch.Tensor) -> torch.Tensor:
-    return _log_softmax(x)
+    return torch.log_softmax(x.float(), dim=-1)
 
 
 @register("log_softmax", "cpu_tiled", devices=("cpu",), batch_invariant=True,
           description=f"{TILE_ROWS}-row tiles: each row reduced by the same fixed-shape call",
           preferred_for=("invariant",))
 def log_softmax_tiled(x: torch.Tensor) -> torch.Tensor:
-    return row_tiled(_log_softmax, x, TILE_ROWS)
+    return row_tiled(primitives.log_softmax, x, TILE_ROWS)
 
 
 @register("log_softmax", "split", devices=("cpu", "cuda"), batch_invariant=False,

@@ -4,12 +4,19 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from bi_bench.kernels.cpu import primitives
 from bi_bench.kernels.cpu.tiling import pad_rows, row_tiled, split_count_from_rows
 from bi_bench.kernels.registry import register
 
 # MKL's small-matrix path (M < 12 here) reduces K in another order than its blocked path.
 MIN_ROWS = 16
 TILE_ROWS = 32
+
+
+def min_rows_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b with a padded to at least MIN_ROWS rows."""
+    rows = a.shape[0]
+    return primitives.mm(a if rows >= MIN_ROWS else pad_rows(a, MIN_ROWS), b)[:rows]
 
 
 def _add_bias(out: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -27,15 +34,13 @@ def linear_torch(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
           description=f"pads M to at least {MIN_ROWS} rows so the BLAS always takes its blocked path, "
                       "whose K order does not depend on M", preferred_for=("invariant",))
 def linear_min_rows(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    rows = x.shape[0]
-    padded = x if rows >= MIN_ROWS else pad_rows(x, MIN_ROWS)
-    return _add_bias(torch.mm(padded, weight.t())[:rows], bias)
+    return _add_bias(min_rows_mm(x, weight.t()), bias)
 
 
 @register("matmul", "cpu_fixed_tile", devices=("cpu",), batch_invariant=True,
           description=f"{TILE_ROWS}-row tiles: every BLAS call has one shape, invariant by construction")
 def linear_fixed_tile(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    return _add_bias(row_tiled(lambda tile: torch.mm(tile, weight.t()), x, TILE_ROWS), bias)
+    return _add_bias(row_tiled(lambda tile: primitives.mm(tile, weight.t()), x, TILE_ROWS), bias)
 
 
 @register("matmul", "split_k", devices=("cpu", "cuda"), batch_invariant=False,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from bi_bench.kernels.cpu import primitives
 from bi_bench.kernels.cpu.tiling import row_tiled, split_count_from_rows
 from bi_bench.kernels.registry import register
 
@@ -19,7 +20,7 @@ def _normalize(x: torch.Tensor, weight: torch.Tensor, mean_square: torch.Tensor,
 
 
 def _rmsnorm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    return _normalize(x, weight, x.float().pow(2).mean(-1, keepdim=True), eps)
+    return _normalize(x, weight, primitives.mean_last(x.float().pow(2)), eps)
 
 
 @register("rmsnorm", "torch", devices=("cpu", "cuda"), batch_invariant=False,

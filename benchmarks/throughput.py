@@ -1,0 +1,89 @@
+"""End-to-end throughput: our engine (default and invariant) against Hugging Face generate, same prompts.
+
+    python benchmarks/throughput.py --model smollm2-135m --dtype bfloat16 --requests 64 --prompt-len 128 \
+        --new-tokens 128 --out benchmarks/results/throughput.json
+
+Every figure is measured in this one run, side by side; ratios are the portable result.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import time
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM
+
+from bi_bench.engine import LLM, SamplingParams
+
+
+def make_prompts(vocab: int, count: int, length: int, seed: int) -> list[list[int]]:
+    rng = random.Random(seed)
+    return [[rng.randrange(3, vocab) for _ in range(length)] for _ in range(count)]
+
+
+def time_engine(model: str, dtype: str, mode: str, prompts: list[list[int]], new_tokens: int) -> dict:
+    llm = LLM(model, dtype=dtype, mode=mode, max_num_seqs=len(prompts))
+    params = SamplingParams(temperature=0.0, max_tokens=new_tokens, ignore_eos=True)
+    llm.generate(prompts[:2], SamplingParams(temperature=0.0, max_tokens=2))  # warm-up
+    start = time.perf_counter()
+    outputs = llm.generate(prompts, params)
+    seconds = time.perf_counter() - start
+    tokens = sum(len(o.token_ids) for o in outputs)
+    return {"engine": f"bi-bench {mode}", "kernels": llm.kernels, "seconds": seconds, "tokens": tokens,
+            "tok_per_s": tokens / seconds}
+
+
+def time_hf(weights_dir: Path, dtype: str, prompts: list[list[int]], new_tokens: int) -> dict:
+    model = AutoModelForCausalLM.from_pretrained(weights_dir, dtype=getattr(torch, dtype))
+    ids = torch.tensor(prompts)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
+                             min_new_tokens=new_tokens, do_sample=False, pad_token_id=0)
+    seconds = time.perf_counter() - start
+    tokens = (out.shape[1] - ids.shape[1]) * ids.shape[0]
+    return {"engine": "hf generate", "seconds": seconds, "tokens": tokens, "tok_per_s": tokens / seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"])
+    parser.add_argument("--requests", type=int, default=64)
+    parser.add_argument("--prompt-len", type=int, default=128)
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--modes", default="default,invariant")
+    parser.add_argument("--skip-hf", action="store_true")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+
+    probe = LLM(args.model, dtype="float32", num_kv_blocks=1)
+    prompts = make_prompts(probe.engine.source.config.vocab_size, args.requests, args.prompt_len, seed=0)
+    runs = [time_engine(args.model, args.dtype, mode, prompts, args.new_tokens) for mode in args.modes.split(",")]
+    if not args.skip_hf and probe.engine.source.weights_dir is not None:
+        runs.append(time_hf(probe.engine.source.weights_dir, args.dtype, prompts, args.new_tokens))
+    by_engine = {run["engine"]: run for run in runs}
+    ratios = {}
+    if "hf generate" in by_engine and "bi-bench default" in by_engine:
+        ratios["default_vs_hf_tok_per_s"] = by_engine["bi-bench default"]["tok_per_s"] / by_engine["hf generate"]["tok_per_s"]
+    if "bi-bench invariant" in by_engine and "bi-bench default" in by_engine:
+        ratios["invariant_vs_default_wall"] = (by_engine["bi-bench invariant"]["seconds"]
+                                               / by_engine["bi-bench default"]["seconds"])
+    report = {"workload": vars(args) | {"out": str(args.out) if args.out else None}, "runs": runs, "ratios": ratios,
+              "hardware": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+                           "torch": torch.__version__}}
+    for run in runs:
+        print(f"{run['engine']:<22} {run['tokens']:>7} tokens {run['seconds']:>8.1f} s {run['tok_per_s']:>9.1f} tok/s")
+    for name, value in ratios.items():
+        print(f"{name}: {value:.2f}x")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""Invariant mode: the needle's tokens and processed logprobs are bitwise identical in every setting.
+
+Default mode in fp32 is the negative control: on this CPU the BLAS reduces in another order below 12 rows,
+so some setting must change the needle's bits (or the check could not fail).
+"""
+from __future__ import annotations
+
+import pytest
+
+from needle import run_battery
+
+TINY = dict(model="random:tiny-qwen3", batch_sizes=(2, 3, 5, 9, 16, 32), max_len=40, preempt_blocks=6)
+SMOLLM2 = dict(model="smollm2-135m", batch_sizes=(2, 5, 16, 32), max_len=24, preempt_blocks=5)
+
+
+def assert_all_equal(seen) -> None:
+    reference = seen["alone"]
+    differing = [name for name, obs in seen.items() if obs != reference]
+    assert not differing, f"needle changed under: {differing}"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_tiny_qwen3_invariant(dtype: str) -> None:
+    assert_all_equal(run_battery(dtype=dtype, mode="invariant", **TINY))
+
+
+def test_tiny_qwen3_default_mode_diverges() -> None:
+    seen = run_battery(dtype="float32", mode="default", **TINY)
+    assert any(obs != seen["alone"] for obs in seen.values()), "default-mode control did not diverge"
+
+
+@pytest.mark.slow
+def test_smollm2_bf16_invariant() -> None:
+    assert_all_equal(run_battery(dtype="bfloat16", mode="invariant", **SMOLLM2))
+
+
+@pytest.mark.slow
+def test_smollm2_fp32_invariant() -> None:
+    assert_all_equal(run_battery(dtype="float32", mode="invariant", **SMOLLM2))
+
+
+@pytest.mark.slow
+def test_smollm2_default_mode_diverges() -> None:
+    seen = run_battery(dtype="float32", mode="default", **SMOLLM2)
+    assert any(obs != seen["alone"] for obs in seen.values()), "default-mode control did not diverge"

@@ -1,0 +1,221 @@
+"""CPU kernel variants: accuracy against float64, bitwise invariance where claimed, contrasts that vary."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bi_bench.kernels import AttentionMetadata, get, variants
+
+TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 1e-2}
+K, N, HIDDEN, VOCAB = 384, 320, 256, 1000
+
+
+def cpu_variants(op: str, invariant: bool | None = None) -> list[str]:
+    return [v.name for v in variants(op) if "cpu" in v.devices and (invariant is None or v.batch_invariant == invariant)]
+
+
+def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    return ((actual.double() - expected).norm() / expected.norm()).item()
+
+
+# ---- matmul -------------------------------------------------------------------------------------------
+
+def linear(name: str, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    return get("matmul", name).fn(x, weight, bias)
+
+
+@pytest.mark.parametrize("name", cpu_variants("matmul"))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_matmul_accuracy(name: str, dtype: torch.dtype) -> None:
+    gen = torch.Generator().manual_seed(0)
+    x, w, b = torch.randn(37, K, generator=gen), torch.randn(N, K, generator=gen), torch.randn(N, generator=gen)
+    x, w, b = x.to(dtype), w.to(dtype), b.to(dtype)
+    expected = x.double() @ w.double().T + b.double()
+    assert rel_err(linear(name, x, w, b), expected) < TOLERANCE[dtype]
+
+
+@st.composite
+def row_in_batch(draw):
+    rows = draw(st.integers(1, 80))
+    return rows, draw(st.integers(0, rows - 1)), draw(st.integers(0, 2**31 - 1))
+
+
+@pytest.mark.parametrize("name", cpu_variants("matmul", invariant=True))
+@settings(max_examples=25, deadline=None)
+@given(case=row_in_batch())
+def test_matmul_invariant_variants_are_bitwise_row_stable(name: str, case) -> None:
+    rows, position, seed = case
+    gen = torch.Generator().manual_seed(seed)
+    batch, w = torch.randn(rows, K, generator=gen), torch.randn(N, K, generator=gen)
+    alone = linear(name, batch[position:position + 1], w)
+    assert torch.equal(linear(name, batch, w)[position], alone[0])
+
+
+def rows_that_vary(fn, width: int, seeds: int = 10) -> list[tuple[int, int]]:
+    """(seed, batch size) pairs at which row 0 of fn(batch) differs from fn(row 0 alone)."""
+    varied = []
+    for seed in range(seeds):
+        batch = torch.randn(64, width, generator=torch.Generator().manual_seed(seed))
+        alone = fn(batch[:1])
+        varied += [(seed, rows) for rows in (2, 3, 5, 8, 13, 32, 64) if not torch.equal(fn(batch[:rows])[:1], alone)]
+    return varied
+
+
+@pytest.mark.parametrize("name", ["torch", "split_k"])
+def test_matmul_contrast_variants_vary_with_batch(name: str) -> None:
+    w = torch.randn(N, K, generator=torch.Generator().manual_seed(2))
+    assert rows_that_vary(lambda x: linear(name, x, w), K), f"{name} never varied: the control cannot fail"
+
+
+# ---- rmsnorm ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", cpu_variants("rmsnorm"))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_rmsnorm_accuracy_and_residual(name: str, dtype: torch.dtype) -> None:
+    gen = torch.Generator().manual_seed(3)
+    x, r = (torch.randn(19, HIDDEN, generator=gen).to(dtype) for _ in range(2))
+    w = torch.rand(HIDDEN, generator=gen).to(dtype)
+    out, summed = get("rmsnorm", name).fn(x, w, 1e-6, r)
+    s = (x + r).double()
+    expected = w.double() * s / torch.sqrt(s.pow(2).mean(-1, keepdim=True) + 1e-6)
+    assert torch.equal(summed, x + r)
+    assert rel_err(out, expected) < TOLERANCE[dtype]
+
+
+@pytest.mark.parametrize("name", cpu_variants("rmsnorm", invariant=True))
+@settings(max_examples=25, deadline=None)
+@given(case=row_in_batch())
+def test_rmsnorm_invariant_variants_are_bitwise_row_stable(name: str, case) -> None:
+    rows, position, seed = case
+    gen = torch.Generator().manual_seed(seed)
+    batch, w = torch.randn(rows, 4096, generator=gen), torch.rand(4096, generator=gen)
+    fn = get("rmsnorm", name).fn
+    assert torch.equal(fn(batch, w, 1e-6)[0][position], fn(batch[position:position + 1], w, 1e-6)[0][0])
+
+
+def test_rmsnorm_split_contrast_varies_with_batch() -> None:
+    w = torch.rand(4096)
+    assert rows_that_vary(lambda x: get("rmsnorm", "split").fn(x, w, 1e-6)[0], 4096)
+
+
+# ---- log_softmax --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", cpu_variants("log_softmax"))
+def test_log_softmax_accuracy(name: str) -> None:
+    x = torch.randn(11, VOCAB, generator=torch.Generator().manual_seed(4)) * 5
+    assert rel_err(get("log_softmax", name).fn(x), torch.log_softmax(x.double(), -1)) < 1e-6
+
+
+@pytest.mark.parametrize("name", cpu_variants("log_softmax", invariant=True))
+@settings(max_examples=25, deadline=None)
+@given(case=row_in_batch())
+def test_log_softmax_invariant_variants_are_bitwise_row_stable(name: str, case) -> None:
+    rows, position, seed = case
+    batch = torch.randn(rows, 49152, generator=torch.Generator().manual_seed(seed))
+    fn = get("log_softmax", name).fn
+    assert torch.equal(fn(batch)[position], fn(batch[position:position + 1])[0])
+
+
+def test_log_softmax_split_contrast_varies_with_batch() -> None:
+    assert rows_that_vary(get("log_softmax", "split").fn, VOCAB)
+
+
+# ---- attention ----------------------------------------------------------------------------------------
+
+BLOCK, HEADS, KV_HEADS, HEAD_DIM, BLOCKS = 16, 4, 2, 32, 64
+
+
+class PagedCache:
+    """A block cache holding random sequences at shuffled block ids."""
+
+    def __init__(self, lengths: list[int], seed: int) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        self.k = torch.randn(BLOCKS, BLOCK, KV_HEADS, HEAD_DIM, generator=gen)
+        self.v = torch.randn(BLOCKS, BLOCK, KV_HEADS, HEAD_DIM, generator=gen)
+        order = torch.randperm(BLOCKS, generator=gen).tolist()
+        self.tables: list[list[int]] = []
+        for length in lengths:
+            count = math.ceil(length / BLOCK)
+            self.tables.append(order[:count])
+            order = order[count:]
+        # one query per cache slot of each sequence, laid out like its blocks
+        self.q = torch.randn(sum(len(t) for t in self.tables) * BLOCK, HEADS, HEAD_DIM, generator=gen)
+
+    def run(self, name: str, picks: list[tuple[int, int, int]]) -> torch.Tensor:
+        """picks: (sequence, first query position, number of queries); queries end at the context end."""
+        queries, starts, lens, tables = [], [0], [], []
+        offsets = [0]
+        for table in self.tables:
+            offsets.append(offsets[-1] + len(table) * BLOCK)
+        for seq, first, count in picks:
+            queries.append(self.q[offsets[seq] + first: offsets[seq] + first + count])
+            starts.append(starts[-1] + count)
+            lens.append(first + count)
+            tables.append(self.tables[seq])
+        width = max(len(t) for t in tables)
+        padded = torch.tensor([t + [-1] * (width - len(t)) for t in tables], dtype=torch.int32)
+        meta = AttentionMetadata(starts, lens, padded, BLOCK)
+        return get("attention", name).fn(torch.cat(queries), self.k, self.v, meta, HEAD_DIM ** -0.5)
+
+
+def reference_attention(cache: PagedCache, seq: int, first: int, count: int) -> torch.Tensor:
+    keys = cache.k[cache.tables[seq]].flatten(0, 1).double()
+    values = cache.v[cache.tables[seq]].flatten(0, 1).double()
+    offset = sum(len(t) * BLOCK for t in cache.tables[:seq])
+    out = []
+    for i in range(count):
+        position = first + i
+        q = cache.q[offset + position].double()
+        k = keys[: position + 1].repeat_interleave(HEADS // KV_HEADS, dim=1)
+        v = values[: position + 1].repeat_interleave(HEADS // KV_HEADS, dim=1)
+        weights = torch.softmax(torch.einsum("hd,thd->ht", q, k) * HEAD_DIM ** -0.5, -1)
+        out.append(torch.einsum("ht,thd->hd", weights, v))
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("name", cpu_variants("attention"))
+def test_attention_accuracy(name: str) -> None:
+    cache = PagedCache([70, 200, 9], seed=0)
+    picks = [(0, 0, 70), (1, 199, 1), (2, 4, 5)]
+    out = cache.run(name, picks)
+    expected = torch.cat([reference_attention(cache, *p) for p in picks])
+    assert rel_err(out, expected) < 1e-5
+
+
+@st.composite
+def attention_case(draw):
+    lengths = draw(st.lists(st.integers(1, 150), min_size=2, max_size=6))
+    needle = draw(st.integers(0, len(lengths) - 1))
+    chunk = draw(st.integers(1, lengths[needle]))
+    return lengths, needle, chunk, draw(st.integers(0, 2**31 - 1))
+
+
+@pytest.mark.parametrize("name", cpu_variants("attention", invariant=True))
+@settings(max_examples=20, deadline=None)
+@given(case=attention_case())
+def test_attention_invariant_variants_are_bitwise_stable(name: str, case) -> None:
+    """The needle's last query: alone as a decode, inside a prefill chunk, among other sequences."""
+    lengths, needle, chunk, seed = case
+    cache = PagedCache(lengths, seed)
+    last = lengths[needle] - 1
+    decode_alone = cache.run(name, [(needle, last, 1)])[0]
+    picks = [(s, length - 1, 1) if s != needle else (s, lengths[s] - chunk, chunk) for s, length in enumerate(lengths)]
+    batch = cache.run(name, picks)
+    end = sum(count for _, _, count in picks[: needle + 1])
+    assert torch.equal(batch[end - 1], decode_alone)
+
+
+def test_attention_dynamic_split_contrast_varies_with_batch() -> None:
+    cache = PagedCache([300, 40, 50, 60, 70, 80, 90, 100], seed=5)
+    alone = cache.run("dynamic_split", [(0, 299, 1)])[0]
+    batched = cache.run("dynamic_split", [(s, length - 1, 1) for s, length in enumerate([300, 40, 50, 60, 70, 80, 90, 100])])
+    assert not torch.equal(batched[0], alone)
+
+
+def test_every_op_has_a_cpu_invariant_variant_and_a_contrast() -> None:
+    for op in ("matmul", "rmsnorm", "attention", "log_softmax"):
+        assert cpu_variants(op, invariant=True) and cpu_variants(op, invariant=False), op

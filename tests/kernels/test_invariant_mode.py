@@ -1,0 +1,73 @@
+"""batch_invariant_mode(): an unmodified Hugging Face model becomes batch invariant and matches the engine."""
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from bi_bench.engine import LLM, SamplingParams
+from bi_bench.kernels import batch_invariant_mode
+
+
+@pytest.fixture(scope="module")
+def qwen3_dir(tiny_model_dir):
+    return tiny_model_dir("tiny-qwen3")
+
+
+def short_batch() -> torch.Tensor:
+    # 5 tokens: alone the matmuls see 5 rows, below the 12 where MKL changes its K order
+    return torch.randint(0, 512, (8, 5), generator=torch.Generator().manual_seed(0))
+
+
+def first_row_logits(model, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    with torch.no_grad():
+        return model(ids[:1]).logits[0], model(ids).logits[0]
+
+
+def test_hf_model_is_batch_invariant_inside_the_mode(qwen3_dir) -> None:
+    model = AutoModelForCausalLM.from_pretrained(qwen3_dir, dtype=torch.float32, attn_implementation="bi_bench")
+    with batch_invariant_mode():
+        alone, batched = first_row_logits(model, short_batch())
+    assert torch.equal(alone, batched)
+
+
+def test_hf_model_varies_with_batch_outside_the_mode(qwen3_dir) -> None:
+    model = AutoModelForCausalLM.from_pretrained(qwen3_dir, dtype=torch.float32)
+    alone, batched = first_row_logits(model, short_batch())
+    assert not torch.equal(alone, batched)
+
+
+def test_mode_is_removed_on_exit() -> None:
+    a, b = torch.randn(32, 64), torch.randn(64, 48)
+    with batch_invariant_mode():
+        assert torch.equal(torch.mm(a[:3], b), torch.mm(a, b)[:3])
+    assert not torch.equal(torch.mm(a[:3], b), torch.mm(a, b)[:3])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_engine_logprobs_equal_hf_recompute_in_the_mode(qwen3_dir, dtype: str) -> None:
+    llm = LLM(str(qwen3_dir), dtype=dtype, mode="invariant")
+    prompt = short_batch()[0].tolist() * 5
+    out = llm.generate([prompt], SamplingParams(temperature=0.0, max_tokens=8, ignore_eos=True))[0]
+    model = AutoModelForCausalLM.from_pretrained(qwen3_dir, dtype=getattr(torch, dtype),
+                                                 attn_implementation="bi_bench")
+    with torch.no_grad(), batch_invariant_mode():
+        logprobs = torch.log_softmax(model(torch.tensor([prompt + out.token_ids])).logits[0].float(), -1)
+    recomputed = [logprobs[len(prompt) - 1 + i, token].item() for i, token in enumerate(out.token_ids)]
+    assert recomputed == out.raw_logprobs
+
+
+def test_gradients_flow_through_the_mode(qwen3_dir) -> None:
+    ids = short_batch()
+
+    def grads(model) -> dict[str, torch.Tensor]:
+        loss = torch.nn.functional.cross_entropy(model(ids).logits[:, :-1].flatten(0, 1), ids[:, 1:].flatten())
+        loss.backward()
+        return {name: p.grad for name, p in model.named_parameters()}
+
+    model = AutoModelForCausalLM.from_pretrained(qwen3_dir, dtype=torch.float32, attn_implementation="bi_bench")
+    with batch_invariant_mode():
+        invariant = grads(model)
+    reference = grads(AutoModelForCausalLM.from_pretrained(qwen3_dir, dtype=torch.float32))
+    for name, grad in invariant.items():
+        assert torch.allclose(grad, reference[name], rtol=1e-4, atol=1e-6), name
