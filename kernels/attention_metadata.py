@@ -1,7 +1,8 @@
 """What a paged attention kernel needs to know about the sequences packed into one step."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -19,6 +20,8 @@ class AttentionMetadata:
     context_lens: list[int]
     block_tables: torch.Tensor  # int32 [B, max_blocks]; -1 pads
     block_size: int
+    # Kernels memoize per-step layouts here: every layer of a step sees the same metadata.
+    plans: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def num_seqs(self) -> int:

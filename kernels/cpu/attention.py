@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -38,32 +39,38 @@ def attention_sdpa(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor
     return out
 
 
-def _query_tiles(q: torch.Tensor, meta: AttentionMetadata, num_kv_heads: int):
-    """Rows grouped per kv head ((token, head-in-group) pairs) and cut into fixed-size tiles.
+@dataclass
+class TilePlan:
+    """Where each slot of each fixed-size query tile reads from: rows are (token, head-in-group) pairs.
 
-    Returns tiles [N, Hkv, TILE_ROWS, D] in fp32, each tile's sequence [N], each row's position [N, TILE_ROWS]
-    and, per tile, the (query row, head) each of its rows came from so results can be scattered back.
+    Padding slots repeat their sequence's first row so they stay finite; their results are dropped.
     """
-    group = q.shape[1] // num_kv_heads
-    tiles, tile_seq, tile_pos, tile_src = [], [], [], []
+
+    token: torch.Tensor  # [N, TILE_ROWS] packed query index
+    head: torch.Tensor  # [N, TILE_ROWS] head within the kv group
+    valid: torch.Tensor  # [N, TILE_ROWS]
+    position: torch.Tensor  # [N, TILE_ROWS]
+    seq: torch.Tensor  # [N]
+
+
+def tile_plan(meta: AttentionMetadata, group: int) -> TilePlan:
+    if ("tiles", group) in meta.plans:
+        return meta.plans[("tiles", group)]
+    token, head, valid, position, seq = [], [], [], [], []
     for b, length in enumerate(meta.context_lens):
-        start, end = meta.query_start[b], meta.query_start[b + 1]
-        n = end - start
-        rows = q[start:end].float().view(n, num_kv_heads, group, -1).permute(1, 0, 2, 3).reshape(
-            num_kv_heads, n * group, -1)
-        positions = torch.arange(length - n, length).repeat_interleave(group)
-        source = torch.arange(start * group, end * group)
-        for first in range(0, n * group, TILE_ROWS):
-            count = min(TILE_ROWS, n * group - first)
-            tile = rows.new_zeros(num_kv_heads, TILE_ROWS, rows.shape[-1])
-            tile[:, :count] = rows[:, first:first + count]
-            pos = torch.full((TILE_ROWS,), int(positions[first]))
-            pos[:count] = positions[first:first + count]
-            tiles.append(tile)
-            tile_seq.append(b)
-            tile_pos.append(pos)
-            tile_src.append(source[first:first + count])
-    return torch.stack(tiles), torch.tensor(tile_seq), torch.stack(tile_pos), tile_src
+        start, count = meta.query_start[b], meta.query_start[b + 1] - meta.query_start[b]
+        rows = count * group
+        slots = torch.arange(math.ceil(rows / TILE_ROWS) * TILE_ROWS)
+        ok = slots < rows
+        slots = torch.where(ok, slots, 0)
+        token.append(start + slots // group)
+        head.append(slots % group)
+        valid.append(ok)
+        position.append(length - count + slots // group)
+        seq.append(torch.full((len(slots) // TILE_ROWS,), b))
+    plan = TilePlan(*(torch.cat(t).view(-1, TILE_ROWS) for t in (token, head, valid, position)), torch.cat(seq))
+    meta.plans[("tiles", group)] = plan
+    return plan
 
 
 def _split_keys(cache: torch.Tensor, tables: torch.Tensor, split: int, split_keys: int) -> torch.Tensor:
@@ -88,9 +95,14 @@ def split_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
     Every matmul has the shape [TILE_ROWS, D] x [D, split_keys] whatever the batch; a split past a row's
     position is fully masked and leaves its running max, sum and accumulator bit-for-bit unchanged.
     """
-    num_kv_heads, head_dim = k_cache.shape[2], k_cache.shape[3]
-    tiles, tile_seq, positions, sources = _query_tiles(q, meta, num_kv_heads)
-    tables = meta.block_tables[tile_seq]
+    tokens, heads, head_dim = q.shape
+    num_kv_heads = k_cache.shape[2]
+    group = heads // num_kv_heads
+    plan = tile_plan(meta, group)
+    grouped = q.view(tokens, num_kv_heads, group, head_dim)
+    tiles = grouped[plan.token, :, plan.head].permute(0, 2, 1, 3).float()  # [N, Hkv, TILE_ROWS, D]
+    positions = plan.position
+    tables = meta.block_tables[plan.seq]
     num_splits = math.ceil(max(meta.context_lens) / split_keys)
     running_max = torch.full(tiles.shape[:3], -math.inf)
     running_sum = torch.zeros(tiles.shape[:3])
@@ -109,12 +121,9 @@ def split_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
         acc = acc * correction[..., None] + _batched_mm(probs, values)
         running_max = new_max
     out_rows = (acc / running_sum[..., None]).permute(0, 2, 1, 3)  # [N, TILE_ROWS, Hkv, D]
-    group = q.shape[1] // num_kv_heads
-    out = q.new_empty(q.shape[0] * group, num_kv_heads, head_dim)
-    for tile, src in enumerate(sources):
-        out[src] = out_rows[tile, : len(src)].to(q.dtype)
-    # rows were (token, head-in-group) pairs per kv head: back to [T, Hq, D]
-    return out.view(q.shape[0], group, num_kv_heads, head_dim).permute(0, 2, 1, 3).reshape(q.shape)
+    out = q.new_empty(tokens, num_kv_heads, group, head_dim)
+    out[plan.token[plan.valid], :, plan.head[plan.valid]] = out_rows[plan.valid].to(q.dtype)
+    return out.view(tokens, heads, head_dim)
 
 
 @register("attention", "cpu_fixed_split", devices=("cpu",), batch_invariant=True,

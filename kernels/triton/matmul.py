@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import torch
 import triton
@@ -40,10 +41,13 @@ def block_k_for(k: int, config: TileConfig) -> int:
     return min(config.block_k, max(16, triton.next_power_of_2(k)))
 
 
+@cache
+def _sm_count(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
 def num_programs(device: torch.device, num_tiles: int) -> int:
-    if interpreting():
-        return min(INTERPRETER_PROGRAMS, num_tiles)
-    return min(torch.cuda.get_device_properties(device).multi_processor_count, num_tiles)
+    return min(INTERPRETER_PROGRAMS if interpreting() else _sm_count(device), num_tiles)
 
 
 @triton.jit
@@ -59,8 +63,12 @@ def _tile_coords(tile, num_m, num_n, GROUP_M: tl.constexpr):
 
 @triton.jit
 def _dot_k_range(x_ptr, w_ptr, offs_m, offs_n, k_start, k_end, M, N, stride_xm, stride_xk, stride_wn, stride_wk,
-                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, UPCAST: tl.constexpr):
-    """fp32 sum over K in [k_start, k_end), BLOCK_K at a time in increasing K."""
+                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, EMULATE_DOT: tl.constexpr):
+    """fp32 sum over K in [k_start, k_end), BLOCK_K at a time in increasing K.
+
+    EMULATE_DOT (interpreter only) multiplies and sums instead of tl.dot: the interpreter's tl.dot goes through
+    BLAS, whose result for a row depends on its place in the tile, and garbles 16-bit floats.
+    """
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for k in tl.range(k_start, k_end, BLOCK_K):
         offs_k = k + tl.arange(0, BLOCK_K)
@@ -68,27 +76,27 @@ def _dot_k_range(x_ptr, w_ptr, offs_m, offs_n, k_start, k_end, M, N, stride_xm, 
                     mask=(offs_m[:, None] < M) & (offs_k[None, :] < k_end), other=0.0)
         b = tl.load(w_ptr + offs_k[:, None] * stride_wk + offs_n[None, :] * stride_wn,
                     mask=(offs_k[:, None] < k_end) & (offs_n[None, :] < N), other=0.0)
-        if UPCAST:
-            a = a.to(tl.float32)
-            b = b.to(tl.float32)
-        acc = tl.dot(a, b, acc, input_precision="ieee")
+        if EMULATE_DOT:
+            acc += tl.sum(a.to(tl.float32)[:, :, None] * b.to(tl.float32)[None, :, :], axis=1)
+        else:
+            acc = tl.dot(a, b, acc, input_precision="ieee")
     return acc
 
 
 @triton.jit
 def _matmul_persistent_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, M, N, K,
                               stride_xm, stride_xk, stride_wn, stride_wk, stride_om, stride_on,
-                              HAS_BIAS: tl.constexpr, UPCAST: tl.constexpr, NUM_PROGRAMS: tl.constexpr,
+                              HAS_BIAS: tl.constexpr, EMULATE_DOT: tl.constexpr,
                               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                               GROUP_M: tl.constexpr):
     num_m = tl.cdiv(M, BLOCK_M)
     num_n = tl.cdiv(N, BLOCK_N)
-    for tile in tl.range(tl.program_id(0), num_m * num_n, NUM_PROGRAMS):
+    for tile in tl.range(tl.program_id(0), num_m * num_n, tl.num_programs(0)):
         pid_m, pid_n = _tile_coords(tile, num_m, num_n, GROUP_M)
         offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
         offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
         acc = _dot_k_range(x_ptr, w_ptr, offs_m, offs_n, 0, K, M, N, stride_xm, stride_xk, stride_wn, stride_wk,
-                           BLOCK_M, BLOCK_N, BLOCK_K, UPCAST)
+                           BLOCK_M, BLOCK_N, BLOCK_K, EMULATE_DOT)
         if HAS_BIAS:
             acc += tl.load(bias_ptr + offs_n, mask=offs_n < N, other=0.0).to(tl.float32)[None, :]
         tl.store(out_ptr + offs_m[:, None] * stride_om + offs_n[None, :] * stride_on,
@@ -98,14 +106,14 @@ def _matmul_persistent_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, M, N, K,
 @triton.jit
 def _matmul_split_k_kernel(x_ptr, w_ptr, partial_ptr, M, N, K, k_per_split,
                            stride_xm, stride_xk, stride_wn, stride_wk,
-                           UPCAST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                           EMULATE_DOT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                            BLOCK_K: tl.constexpr):
     pid_m, pid_n, split = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     k_start = split * k_per_split
     acc = _dot_k_range(x_ptr, w_ptr, offs_m, offs_n, k_start, tl.minimum(k_start + k_per_split, K), M, N,
-                       stride_xm, stride_xk, stride_wn, stride_wk, BLOCK_M, BLOCK_N, BLOCK_K, UPCAST)
+                       stride_xm, stride_xk, stride_wn, stride_wk, BLOCK_M, BLOCK_N, BLOCK_K, EMULATE_DOT)
     tl.store(partial_ptr + (split * M + offs_m[:, None]) * N + offs_n[None, :], acc,
              mask=(offs_m[:, None] < M) & (offs_n[None, :] < N))
 
@@ -115,11 +123,6 @@ def _check_shapes(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
         raise ValueError(f"matmul wants x [M, K] and weight [N, K]; got {tuple(x.shape)} and {tuple(weight.shape)}")
     if bias is not None and bias.shape != (weight.shape[0],):
         raise ValueError(f"bias must be [{weight.shape[0]}]; got {tuple(bias.shape)}")
-
-
-def _upcast(x: torch.Tensor) -> bool:
-    # The interpreter's tl.dot cannot multiply 16-bit floats; on a GPU they go to the tensor cores as they are.
-    return interpreting() and x.dtype != torch.float32
 
 
 @register("matmul", "triton_persistent", devices=("cuda",), batch_invariant=True,
@@ -137,7 +140,7 @@ def matmul_persistent(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     _matmul_persistent_kernel[(programs,)](
         x, weight, bias if bias is not None else x, out, m, n, k,
         x.stride(0), x.stride(1), weight.stride(0), weight.stride(1), out.stride(0), out.stride(1),
-        HAS_BIAS=bias is not None, UPCAST=_upcast(x), NUM_PROGRAMS=programs,
+        HAS_BIAS=bias is not None, EMULATE_DOT=interpreting(),
         BLOCK_M=config.block_m, BLOCK_N=config.block_n, BLOCK_K=block_k_for(k, config), GROUP_M=8,
         num_warps=config.num_warps, num_stages=config.num_stages)
     return out
@@ -160,7 +163,7 @@ def matmul_split_k(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     (m, k), n = x.shape, weight.shape[0]
     config = tile_config(x.dtype)
     block_k = block_k_for(k, config)
-    # Split boundaries fall on 16, not on BLOCK_K, as cuBLAS-style split-K does.
+    # Split boundaries on multiples of 16, not of BLOCK_K: a split's blocks need not line up with the unsplit ones.
     k_per_split = triton.cdiv(triton.cdiv(k, split_count(m)), 16) * 16
     splits = triton.cdiv(k, k_per_split) if k else 1
     partials = torch.zeros(splits, m, n, dtype=torch.float32, device=x.device)
@@ -169,7 +172,7 @@ def matmul_split_k(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
         _matmul_split_k_kernel[grid](
             x, weight, partials, m, n, k, k_per_split,
             x.stride(0), x.stride(1), weight.stride(0), weight.stride(1),
-            UPCAST=_upcast(x), BLOCK_M=config.block_m, BLOCK_N=config.block_n, BLOCK_K=block_k,
+            EMULATE_DOT=interpreting(), BLOCK_M=config.block_m, BLOCK_N=config.block_n, BLOCK_K=block_k,
             num_warps=config.num_warps, num_stages=config.num_stages)
     out = partials.sum(0)
     if bias is not None:

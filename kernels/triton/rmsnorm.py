@@ -12,11 +12,14 @@ BLOCK = 1024
 
 @triton.jit
 def _load_sum(x_ptr, residual_ptr, row_start, offs, limit, HAS_RESIDUAL: tl.constexpr):
-    """x (+ residual, in x's dtype) at row_start + offs for offs < limit, zero elsewhere."""
+    """x (+ residual, rounded to x's dtype) at row_start + offs for offs < limit, zero elsewhere."""
     mask = offs < limit
     x = tl.load(x_ptr + row_start + offs, mask=mask, other=0.0)
     if HAS_RESIDUAL:
-        x += tl.load(residual_ptr + row_start + offs, mask=mask, other=0.0)
+        # An fp32 sum rounded once to bf16/fp16 equals their own correctly rounded add (fp32 has >= 2p+2 bits),
+        # and it sidesteps the interpreter's broken 16-bit float arithmetic.
+        residual = tl.load(residual_ptr + row_start + offs, mask=mask, other=0.0)
+        x = (x.to(tl.float32) + residual.to(tl.float32)).to(x_ptr.dtype.element_ty)
     return x
 
 
@@ -76,16 +79,17 @@ def _normalize_from_partials_kernel(x_ptr, residual_ptr, weight_ptr, out_ptr, su
                       tl.math.rsqrt(mean_square + eps), HAS_RESIDUAL, BLOCK)
 
 
-def _prepare(x: torch.Tensor, weight: torch.Tensor, residual: torch.Tensor | None):
-    """Contiguous inputs plus the output and residual-sum buffers."""
+def _prepare(x: torch.Tensor, weight: torch.Tensor, residual: torch.Tensor | None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
+    """Contiguous x, weight and residual, the output buffer, and the second result (x itself or a buffer)."""
     if x.dim() != 2 or weight.shape != (x.shape[1],):
         raise ValueError(f"rmsnorm wants x [M, H] and weight [H]; got {tuple(x.shape)} and {tuple(weight.shape)}")
     if residual is not None and residual.shape != x.shape:
         raise ValueError(f"residual must match x {tuple(x.shape)}; got {tuple(residual.shape)}")
+    summed = x if residual is None else torch.empty(x.shape, dtype=x.dtype, device=x.device)
     x = x.contiguous()
     residual = None if residual is None else residual.to(x.dtype).contiguous()
     out = torch.empty(x.shape, dtype=torch.promote_types(x.dtype, weight.dtype), device=x.device)
-    summed = x if residual is None else torch.empty_like(x)
     return x, weight.contiguous(), residual, out, summed
 
 
