@@ -7,7 +7,7 @@ import torch
 
 from bi_bench.kernels import KernelError, KernelVariant, select
 
-ENGINE_OPS = ("matmul", "rmsnorm", "attention", "log_softmax")
+ENGINE_OPS = ("matmul", "rmsnorm", "attention", "log_softmax", "all_reduce")
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,7 @@ class KernelSet:
     rmsnorm: KernelVariant
     attention: KernelVariant
     log_softmax: KernelVariant
+    all_reduce: KernelVariant
 
     @classmethod
     def choose(cls, device: str, dtype: torch.dtype, mode: str, overrides: dict[str, str] | None = None) -> KernelSet:
@@ -23,7 +24,8 @@ class KernelSet:
         unknown = set(overrides) - set(ENGINE_OPS)
         if unknown:
             raise KernelError(f"kernels: unknown op {sorted(unknown)[0]!r}; ops: {', '.join(ENGINE_OPS)}")
-        # tp-invariant is batch-invariant within one rank; the cross-rank part lives in the all-reduce.
+        # tp-invariant is batch-invariant within one rank; the cross-rank part lives in the all-reduce and in the
+        # fixed K/N chunking of the parallel linears.
         op_mode = "invariant" if mode == "tp-invariant" else mode
         if mode not in ("default", "invariant", "tp-invariant"):
             select("matmul", device, dtype, mode)  # raises the one-line error naming the modes

@@ -15,6 +15,10 @@ class LLM:
     def __init__(self, model: str, **engine_args) -> None:
         self.engine = LLMEngine(EngineConfig(model, **engine_args))
 
+    def close(self) -> None:
+        """Stops the tensor-parallel worker processes (also done at exit and when the LLM is collected)."""
+        self.engine.close()
+
     @property
     def tokenizer(self):
         return self.engine.source.tokenizer

@@ -5,10 +5,16 @@ import itertools
 import random
 from dataclasses import asdict
 
+import torch
+from transformers import PretrainedConfig
+
 from bi_bench.engine.block_manager import BlockManager
 from bi_bench.engine.config import EngineConfig
+from bi_bench.engine.distributed.parallel_state import TP_INVARIANT_CHUNKS
+from bi_bench.engine.distributed.worker_pool import WorkerPool
 from bi_bench.engine.loader import ModelSource, resolve
 from bi_bench.engine.model_runner import ModelRunner, SampledRows
+from bi_bench.engine.models.llama import head_dim_of
 from bi_bench.engine.sampling_params import SamplingParams
 from bi_bench.engine.scheduler import Scheduler
 from bi_bench.engine.sequence import Sequence
@@ -18,13 +24,27 @@ class LLMEngine:
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
         self.source: ModelSource = resolve(config.model)
-        check_tensor_parallel(self.source, config.tensor_parallel_size)
+        check_tensor_parallel(self.source, config)
         config.max_model_len = min(config.max_model_len, self.source.config.max_position_embeddings)
-        self.runner = ModelRunner(config, self.source)
+        self.workers = WorkerPool(config) if config.tensor_parallel_size > 1 else None
+        self.runner = self._start_runner()
         self.block_manager = BlockManager(self.runner.num_kv_blocks, config.block_size, config.enable_prefix_caching)
         self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_num_batched_tokens)
         self.eos_token_ids = _eos_token_ids(self.source)
         self._ids = itertools.count()
+
+    def _start_runner(self) -> ModelRunner:
+        if self.workers is None:
+            return ModelRunner(self.config, self.source)
+        with self.workers.guard():
+            runner = ModelRunner(self.config, self.source, 0, self.workers.process_group)
+            self.workers.wait_ready()
+        return runner
+
+    def close(self) -> None:
+        """Stops the tensor-parallel workers; also done at exit and when the engine is collected."""
+        if self.workers is not None:
+            self.workers.close()
 
     def add_request(self, token_ids: list[int], params: SamplingParams, scoring: bool = False,
                     num_prompt_tokens: int = 0) -> Sequence:
@@ -52,7 +72,7 @@ class LLMEngine:
         scheduled = self.scheduler.schedule()
         if not scheduled:
             raise RuntimeError("scheduler made no progress: no request fits the KV cache")
-        results = self.runner.run(scheduled)
+        results = self.runner.run(scheduled, self.workers)
         for item in scheduled:
             item.seq.num_computed_tokens += item.num_tokens
             self.block_manager.register_computed_blocks(item.seq)
@@ -85,13 +105,30 @@ class LLMEngine:
                 "num_kv_blocks": self.runner.num_kv_blocks}
 
 
-def check_tensor_parallel(source: ModelSource, size: int) -> None:
-    hf = source.config
-    for name in ("num_attention_heads", "num_key_value_heads", "vocab_size"):
+def check_tensor_parallel(source: ModelSource, config: EngineConfig) -> None:
+    """Every reason a degree cannot work, raised before any process starts."""
+    hf, size = source.config, config.tensor_parallel_size
+    if config.device == "cuda" and size > torch.cuda.device_count():
+        raise ValueError(f"tensor_parallel_size={size} is more ranks than the {torch.cuda.device_count()} "
+                         "CUDA devices")
+    for name in ("num_attention_heads", "num_key_value_heads", "vocab_size", "intermediate_size"):
         if getattr(hf, name) % size:
             raise ValueError(f"tensor_parallel_size={size} does not divide {name}={getattr(hf, name)}")
-    if size > 1:
-        raise NotImplementedError("tensor_parallel_size > 1 is not implemented yet (Tensor parallel issue)")
+    if config.mode == "tp-invariant":
+        _check_tp_invariant(hf, size)
+
+
+def _check_tp_invariant(hf: PretrainedConfig, size: int) -> None:
+    chunks = TP_INVARIANT_CHUNKS
+    if chunks % size:
+        raise ValueError(f"mode 'tp-invariant': tensor_parallel_size={size} must divide {chunks}")
+    head_dim = head_dim_of(hf)
+    widths = {"num_key_value_heads * head_dim": hf.num_key_value_heads * head_dim,
+              "num_attention_heads * head_dim": hf.num_attention_heads * head_dim,
+              "intermediate_size": hf.intermediate_size, "vocab_size": hf.vocab_size}
+    for name, width in widths.items():
+        if width % chunks:
+            raise ValueError(f"mode 'tp-invariant': {name}={width} is not a multiple of {chunks} chunks")
 
 
 def _eos_token_ids(source: ModelSource) -> set[int]:

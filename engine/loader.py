@@ -13,6 +13,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBase
 
+from bi_bench.engine.distributed.sharding import full_shape, load_full
+
 CONFIG_DIR = Path(__file__).parent / "model_configs"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 ALIASES = {"smollm2-135m": SMOLLM2_GGUF}
@@ -163,17 +165,18 @@ def load_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     if missing or unexpected:
         raise ModelLoadError(f"weights do not match the model: missing {sorted(missing)[:3]}, "
                              f"unexpected {sorted(unexpected)[:3]}")
-    with torch.no_grad():
-        for name in expected:
-            params[name].copy_(state[name])
+    for name in expected:
+        load_full(params[name], state[name])
 
 
 def _init_random(model: nn.Module, config: PretrainedConfig) -> None:
+    """Draws every full tensor, so each rank's shard is the same slice of the same weights at any TP degree."""
     generator = torch.Generator().manual_seed(RANDOM_SEED)
     std = getattr(config, "initializer_range", 0.02)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "norm" in name:
-                param.fill_(1.0)
-            else:
-                param.normal_(0.0, std, generator=generator)
+    for name, param in model.named_parameters():
+        full = torch.empty(full_shape(param))
+        if "norm" in name:
+            full.fill_(1.0)
+        else:
+            full.normal_(0.0, std, generator=generator)
+        load_full(param, full)

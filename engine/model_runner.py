@@ -4,9 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 
 from bi_bench.engine.config import KV_CACHE_BUDGET_BYTES, EngineConfig
-from bi_bench.engine.forward_batch import ForwardBatch
+from bi_bench.engine.distributed.parallel_state import TP_INVARIANT_CHUNKS, TensorParallelGroup, building_for
+from bi_bench.engine.distributed.worker_pool import WorkerPool
+from bi_bench.engine.forward_batch import StepInputs
 from bi_bench.engine.kernel_set import KernelSet
 from bi_bench.engine.layers.attention import PagedAttention
 from bi_bench.engine.layers.sampler import SampleRequest, Sampler
@@ -15,7 +18,6 @@ from bi_bench.engine.models import model_class
 from bi_bench.engine.models.llama import head_dim_of
 from bi_bench.engine.scheduler import ScheduledSeq
 from bi_bench.engine.sequence import Sequence
-from bi_bench.kernels import AttentionMetadata
 
 
 @dataclass
@@ -27,10 +29,15 @@ class SampledRows:
 
 
 class ModelRunner:
-    def __init__(self, config: EngineConfig, source: ModelSource) -> None:
+    """One rank's shard of the model and its KV cache; rank 0 also prepares steps and samples."""
+
+    def __init__(self, config: EngineConfig, source: ModelSource, rank: int = 0,
+                 process_group: dist.ProcessGroup | None = None) -> None:
         self.config = config
         self.kernels = KernelSet.choose(config.device, config.torch_dtype, config.mode, config.kernels)
-        with torch.device(config.device):
+        chunks = TP_INVARIANT_CHUNKS if config.mode == "tp-invariant" else 1
+        group = TensorParallelGroup(rank, config.tensor_parallel_size, process_group, self.kernels.all_reduce, chunks)
+        with torch.device(config.device), building_for(group):
             self.model = model_class(source.config.architectures)(source.config, self.kernels, config.lm_head_fp32)
         load_weights(self.model, source, config.torch_dtype)
         self.model.lm_head.refresh()
@@ -40,29 +47,37 @@ class ModelRunner:
         self._allocate_kv_cache()
 
     def _bytes_per_block(self) -> int:
-        hf = self.model.config
         element = torch.empty(0, dtype=self.config.torch_dtype).element_size()
-        return 2 * len(self.attention_layers) * self.config.block_size * hf.num_key_value_heads * head_dim_of(hf) * element
+        return 2 * len(self.attention_layers) * self.config.block_size * self._kv_heads() * self._head_dim() * element
+
+    def _kv_heads(self) -> int:
+        """This rank's KV heads: the cache is sharded by head."""
+        return self.attention_layers[0].num_kv_heads
+
+    def _head_dim(self) -> int:
+        return head_dim_of(self.model.config)
 
     def _default_num_blocks(self) -> int:
         wanted = -(-self.config.max_num_seqs * self.config.max_model_len // self.config.block_size)
         return max(1, min(wanted, KV_CACHE_BUDGET_BYTES // self._bytes_per_block()))
 
     def _allocate_kv_cache(self) -> None:
-        hf = self.model.config
-        shape = (self.num_kv_blocks, self.config.block_size, hf.num_key_value_heads, head_dim_of(hf))
+        shape = (self.num_kv_blocks, self.config.block_size, self._kv_heads(), self._head_dim())
         for layer in self.attention_layers:
             layer.k_cache = torch.zeros(shape, dtype=self.config.torch_dtype, device=self.config.device)
             layer.v_cache = torch.zeros(shape, dtype=self.config.torch_dtype, device=self.config.device)
 
-    @torch.inference_mode()
-    def run(self, scheduled: list[ScheduledSeq]) -> list[SampledRows]:
-        input_ids, batch = self._prepare(scheduled)
-        hidden = self.model(input_ids, batch)
+    def run(self, scheduled: list[ScheduledSeq], workers: WorkerPool | None = None) -> list[SampledRows]:
         rows, requests, owners = self._logit_rows(scheduled)
-        if not rows:
+        step = self._prepare(scheduled, rows)
+        if workers is None:
+            logits = self.forward(step)
+        else:
+            with workers.guard():
+                workers.send(step)
+                logits = self.forward(step)
+        if logits is None:
             return []
-        logits = self.model.compute_logits(hidden[torch.tensor(rows, device=hidden.device)])
         tokens, logprobs, raw = self.sampler(logits.cpu(), requests)
         results: dict[int, SampledRows] = {}
         for seq, token, logprob, raw_logprob in zip(owners, tokens, logprobs, raw):
@@ -72,7 +87,16 @@ class ModelRunner:
             entry.raw_logprobs.append(raw_logprob)
         return list(results.values())
 
-    def _prepare(self, scheduled: list[ScheduledSeq]) -> tuple[torch.Tensor, ForwardBatch]:
+    @torch.inference_mode()
+    def forward(self, step: StepInputs) -> torch.Tensor | None:
+        """Logits of the step's logit rows (None when it has none); every rank runs this for every step."""
+        input_ids, batch = step.build(self.config.device)
+        hidden = self.model(input_ids, batch)
+        if not step.logit_rows:
+            return None
+        return self.model.compute_logits(hidden[torch.tensor(step.logit_rows, device=hidden.device)])
+
+    def _prepare(self, scheduled: list[ScheduledSeq], logit_rows: list[int]) -> StepInputs:
         block_size = self.config.block_size
         input_ids, positions, slots, query_start, context_lens = [], [], [], [0], []
         for item in scheduled:
@@ -84,15 +108,8 @@ class ModelRunner:
             query_start.append(query_start[-1] + item.num_tokens)
             context_lens.append(start + item.num_tokens)
         width = max(len(item.seq.block_table) for item in scheduled)
-        tables = torch.tensor([item.seq.block_table + [-1] * (width - len(item.seq.block_table))
-                               for item in scheduled], dtype=torch.int32, device=self.config.device)
-        device = self.config.device
-        batch = ForwardBatch(
-            positions=torch.tensor(positions, device=device),
-            slot_mapping=torch.tensor(slots, device=device),
-            attention=AttentionMetadata(query_start, context_lens, tables, block_size),
-        )
-        return torch.tensor(input_ids, device=device), batch
+        tables = [item.seq.block_table + [-1] * (width - len(item.seq.block_table)) for item in scheduled]
+        return StepInputs(input_ids, positions, slots, query_start, context_lens, tables, block_size, logit_rows)
 
     @staticmethod
     def _logit_rows(scheduled: list[ScheduledSeq]) -> tuple[list[int], list[SampleRequest], list[Sequence]]:

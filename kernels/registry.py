@@ -100,5 +100,5 @@ def _load_builtin_variants() -> None:
     if _loaded:
         return
     _loaded = True
-    from bi_bench.kernels import cpu  # noqa: F401  (registers on import)
+    from bi_bench.kernels import all_reduce, cpu  # noqa: F401  (registers on import)
     from bi_bench.kernels import triton as triton_variants  # noqa: F401

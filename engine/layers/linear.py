@@ -1,19 +1,59 @@
+"""Tensor-parallel linears through the engine's matmul variant (at TP=1 they hold the whole weight)."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from bi_bench.engine.distributed.parallel_state import TensorParallelGroup, current_group
+from bi_bench.engine.distributed.sharding import sharded_parameter
 from bi_bench.kernels import KernelVariant
+from bi_bench.kernels.all_reduce import tree_sum
 
 
-class Linear(nn.Module):
-    """y = x @ weight.T + bias through the engine's matmul variant."""
+def column_tiled(matmul: KernelVariant, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                 tiles: int) -> torch.Tensor:
+    """x @ weight.T + bias computed in `tiles` equal column tiles.
+
+    The BLAS's K order for a column can depend on N, so tp-invariant mode gives every call the same N at any
+    TP degree: each rank computes its whole tiles of one global tiling.
+    """
+    if tiles == 1:
+        return matmul.fn(x, weight, bias)
+    biases = [None] * tiles if bias is None else bias.chunk(tiles)
+    return torch.cat([matmul.fn(x, w, b) for w, b in zip(weight.chunk(tiles), biases)], dim=-1)
+
+
+class ColumnParallelLinear(nn.Module):
+    """Output features split across ranks; each rank returns its slice of y, no communication."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool, matmul: KernelVariant) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.empty(out_features, in_features), requires_grad=False)
+        self.group: TensorParallelGroup = current_group()
+        self.weight = sharded_parameter((out_features, in_features), 0, self.group)
+        self.bias = sharded_parameter((out_features,), 0, self.group) if bias else None
+        self.matmul = matmul
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return column_tiled(self.matmul, x, self.weight, self.bias, self.group.local_chunks)
+
+
+class RowParallelLinear(nn.Module):
+    """Input features split across ranks; partial products are summed across ranks, then the bias added once.
+
+    With K chunks (tp-invariant mode), each chunk's product is separate and the chunks are summed by one fixed
+    tree: locally over a rank's consecutive chunks, then across ranks by the all-reduce's rank-ordered tree.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool, matmul: KernelVariant) -> None:
+        super().__init__()
+        self.group: TensorParallelGroup = current_group()
+        self.weight = sharded_parameter((out_features, in_features), 1, self.group)
         self.bias = nn.Parameter(torch.empty(out_features), requires_grad=False) if bias else None
         self.matmul = matmul
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.matmul.fn(x, self.weight, self.bias)
+        chunks = self.group.local_chunks
+        partials = [self.matmul.fn(xc.contiguous(), wc.contiguous())
+                    for xc, wc in zip(x.chunk(chunks, dim=-1), self.weight.chunk(chunks, dim=-1))]
+        out = self.group.reduce(tree_sum(partials))
+        return out if self.bias is None else out + self.bias

@@ -5,14 +5,15 @@ import torch
 from torch import nn
 from transformers import PretrainedConfig
 
+from bi_bench.engine.distributed.parallel_state import current_group
 from bi_bench.engine.forward_batch import ForwardBatch
 from bi_bench.engine.kernel_set import KernelSet
 from bi_bench.engine.layers.activation import silu_and_mul
 from bi_bench.engine.layers.attention import PagedAttention
-from bi_bench.engine.layers.embed_head import LMHead, VocabEmbedding
+from bi_bench.engine.layers.embed_head import ParallelLMHead, VocabParallelEmbedding
 from bi_bench.engine.layers.layernorm import RMSNorm
-from bi_bench.engine.layers.linear import Linear
-from bi_bench.engine.layers.rotary_embedding import RotaryEmbedding
+from bi_bench.engine.layers.linear import ColumnParallelLinear, RowParallelLinear
+from bi_bench.engine.layers.rotary_embedding import RotaryEmbedding, apply_rotary
 
 
 def head_dim_of(config: PretrainedConfig) -> int:
@@ -23,22 +24,22 @@ class LlamaAttention(nn.Module):
     qkv_bias = False
     qk_norm = False
 
-    def __init__(self, config: PretrainedConfig, kernels: KernelSet, rotary: RotaryEmbedding) -> None:
+    def __init__(self, config: PretrainedConfig, kernels: KernelSet) -> None:
         super().__init__()
-        self.num_heads = config.num_attention_heads
-        self.num_kv_heads = config.num_key_value_heads
+        heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
         self.head_dim = head_dim_of(config)
         bias = self.qkv_bias or getattr(config, "attention_bias", False)
         hidden = config.hidden_size
-        self.q_proj = Linear(hidden, self.num_heads * self.head_dim, bias, kernels.matmul)
-        self.k_proj = Linear(hidden, self.num_kv_heads * self.head_dim, bias, kernels.matmul)
-        self.v_proj = Linear(hidden, self.num_kv_heads * self.head_dim, bias, kernels.matmul)
-        self.o_proj = Linear(self.num_heads * self.head_dim, hidden, getattr(config, "attention_bias", False),
-                             kernels.matmul)
+        self.q_proj = ColumnParallelLinear(hidden, heads * self.head_dim, bias, kernels.matmul)
+        self.k_proj = ColumnParallelLinear(hidden, kv_heads * self.head_dim, bias, kernels.matmul)
+        self.v_proj = ColumnParallelLinear(hidden, kv_heads * self.head_dim, bias, kernels.matmul)
+        o_bias = getattr(config, "attention_bias", False)
+        self.o_proj = RowParallelLinear(heads * self.head_dim, hidden, o_bias, kernels.matmul)
+        tp = current_group().size
+        self.num_heads, self.num_kv_heads = heads // tp, kv_heads // tp  # this rank's heads
         if self.qk_norm:
             self.q_norm = RMSNorm(self.head_dim, config.rms_norm_eps, kernels.rmsnorm)
             self.k_norm = RMSNorm(self.head_dim, config.rms_norm_eps, kernels.rmsnorm)
-        self.rotary = rotary
         self.attn = PagedAttention(self.num_heads, self.num_kv_heads, self.head_dim, kernels.attention)
 
     def forward(self, hidden: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
@@ -49,7 +50,7 @@ class LlamaAttention(nn.Module):
         if self.qk_norm:
             q, _ = self.q_norm(q)
             k, _ = self.k_norm(k)
-        q, k = self.rotary(batch.positions, q, k)
+        q, k = apply_rotary(q, k, *batch.rotary)
         out = self.attn(q, k, v, batch)
         return self.o_proj(out.reshape(tokens, self.num_heads * self.head_dim))
 
@@ -58,9 +59,9 @@ class LlamaMLP(nn.Module):
     def __init__(self, config: PretrainedConfig, kernels: KernelSet) -> None:
         super().__init__()
         bias = getattr(config, "mlp_bias", False)
-        self.gate_proj = Linear(config.hidden_size, config.intermediate_size, bias, kernels.matmul)
-        self.up_proj = Linear(config.hidden_size, config.intermediate_size, bias, kernels.matmul)
-        self.down_proj = Linear(config.intermediate_size, config.hidden_size, bias, kernels.matmul)
+        self.gate_proj = ColumnParallelLinear(config.hidden_size, config.intermediate_size, bias, kernels.matmul)
+        self.up_proj = ColumnParallelLinear(config.hidden_size, config.intermediate_size, bias, kernels.matmul)
+        self.down_proj = RowParallelLinear(config.intermediate_size, config.hidden_size, bias, kernels.matmul)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(silu_and_mul(self.gate_proj(x), self.up_proj(x)))
@@ -69,9 +70,9 @@ class LlamaMLP(nn.Module):
 class LlamaDecoderLayer(nn.Module):
     attention_class = LlamaAttention
 
-    def __init__(self, config: PretrainedConfig, kernels: KernelSet, rotary: RotaryEmbedding) -> None:
+    def __init__(self, config: PretrainedConfig, kernels: KernelSet) -> None:
         super().__init__()
-        self.self_attn = self.attention_class(config, kernels, rotary)
+        self.self_attn = self.attention_class(config, kernels)
         self.mlp = LlamaMLP(config, kernels)
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps, kernels.rmsnorm)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps, kernels.rmsnorm)
@@ -87,13 +88,14 @@ class LlamaDecoderLayer(nn.Module):
 class LlamaModel(nn.Module):
     def __init__(self, config: PretrainedConfig, kernels: KernelSet, layer_class: type[LlamaDecoderLayer]) -> None:
         super().__init__()
-        self.embed_tokens = VocabEmbedding(config.vocab_size, config.hidden_size)
-        rotary = RotaryEmbedding(config)
-        self.layers = nn.ModuleList(layer_class(config, kernels, rotary) for _ in range(config.num_hidden_layers))
+        self.embed_tokens = VocabParallelEmbedding(config.vocab_size, config.hidden_size)
+        self.rotary = RotaryEmbedding(config)
+        self.layers = nn.ModuleList(layer_class(config, kernels) for _ in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, kernels.rmsnorm)
 
     def forward(self, input_ids: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
         hidden, residual = self.embed_tokens(input_ids), None
+        batch.rotary = self.rotary.cos_sin(batch.positions, hidden.dtype)
         for layer in self.layers:
             hidden, residual = layer(hidden, residual, batch)
         return self.norm(hidden, residual)[0]
@@ -106,7 +108,7 @@ class LlamaForCausalLM(nn.Module):
         super().__init__()
         self.config = config
         self.model = LlamaModel(config, kernels, self.layer_class)
-        self.lm_head = LMHead(config.vocab_size, config.hidden_size, kernels.matmul, lm_head_fp32)
+        self.lm_head = ParallelLMHead(config.vocab_size, config.hidden_size, kernels.matmul, lm_head_fp32)
         if config.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
 

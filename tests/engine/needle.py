@@ -34,10 +34,10 @@ def needle_in_batch(llm: LLM, needle: list[int], batch_size: int, rng: random.Ra
 
 
 def run_battery(model: str, dtype: str, mode: str, batch_sizes: tuple[int, ...], max_len: int,
-                preempt_blocks: int) -> dict[str, Observation]:
+                preempt_blocks: int, tensor_parallel_size: int = 1) -> dict[str, Observation]:
     """Observations of the needle under each setting; 'alone' is the reference."""
     rng = random.Random(0)
-    engine = dict(dtype=dtype, mode=mode, max_num_seqs=64)
+    engine = dict(dtype=dtype, mode=mode, max_num_seqs=64, tensor_parallel_size=tensor_parallel_size)
     llm = LLM(model, **engine)
     vocab = llm.engine.source.config.vocab_size
     needle = random_prompt(rng, vocab, max_len // 2, max_len)
@@ -47,12 +47,16 @@ def run_battery(model: str, dtype: str, mode: str, batch_sizes: tuple[int, ...],
     seen["prefix_cache_warm"] = observe(llm.generate([needle], PARAMS)[0])
     score = llm.score([needle], [list(seen["alone"].token_ids)], PARAMS)[0]
     seen["score"] = Observation(seen["alone"].token_ids, tuple(score.logprobs))
-    seen["no_prefix_cache"] = needle_in_batch(LLM(model, enable_prefix_caching=False, **engine), needle, 4, rng,
-                                              vocab, max_len)
+    llm.close()  # each engine stops its tensor-parallel workers as soon as it is done
+    no_prefix = LLM(model, enable_prefix_caching=False, **engine)
+    seen["no_prefix_cache"] = needle_in_batch(no_prefix, needle, 4, rng, vocab, max_len)
+    no_prefix.close()
     for budget in (32, 2048):
         chunked = LLM(model, max_num_batched_tokens=budget, **engine)
         seen[f"max_batched_tokens_{budget}"] = needle_in_batch(chunked, needle, 6, rng, vocab, max_len)
+        chunked.close()
     tight = LLM(model, num_kv_blocks=preempt_blocks, **engine)
     seen["preemption"] = needle_in_batch(tight, needle, 8, rng, vocab, max_len)
+    tight.close()
     assert tight.engine.scheduler.num_preemptions > 0, "the preemption setting did not preempt"
     return seen

@@ -1,0 +1,1 @@
+"""Tensor parallelism: process groups, sharded parameters, the worker processes."""
