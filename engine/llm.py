@@ -1,7 +1,11 @@
 """The user-facing API, shaped like vLLM's: LLM(...).generate(...) and .score(...)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence as Seq
+
+import torch
+from safetensors.torch import load_file
 
 from bi_bench.engine.config import EngineConfig
 from bi_bench.engine.llm_engine import LLMEngine
@@ -52,6 +56,28 @@ class LLM:
         self.engine.run_until_done()
         return [ScoreOutput(seq.token_ids[:seq.num_prompt_tokens], seq.completion_token_ids,
                             seq.logprobs, seq.raw_logprobs) for seq in seqs]
+
+    def update_weights(self, weights: dict[str, torch.Tensor] | str | Path) -> None:
+        """Takes new weights (a state dict with Hugging Face names, a .safetensors file or a folder of them)
+        between requests. Prefixes cached under the old weights are never reused."""
+        if isinstance(weights, (str, Path)):
+            path = Path(weights)
+            files = sorted(path.glob("*.safetensors")) if path.is_dir() else [path]
+            weights = {name: t for f in files for name, t in load_file(f).items()}
+        self.engine.update_weights(weights)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The engine's weights under Hugging Face names (tensor_parallel_size 1)."""
+        if self.engine.workers is not None:
+            raise NotImplementedError("state_dict with tensor_parallel_size > 1 is not implemented yet")
+        return {name: t.detach().clone() for name, t in self.engine.runner.model.state_dict().items()}
+
+    def process_logits(self, logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+        """Logprobs [n, vocab] after `params`' processing, with the engine's own kernels: a trainer that
+        recomputes logits applies this to get the sampler's processed logprobs."""
+        sampler = self.engine.runner.sampler
+        logits = logits.float()
+        return sampler.process(logits, sampler.log_softmax.fn(logits), [params] * logits.shape[0])
 
     def _tokenize(self, prompt: Prompt, special: bool = True) -> list[int]:
         if not isinstance(prompt, str):

@@ -32,6 +32,17 @@ class LLMEngine:
         self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_num_batched_tokens)
         self.eos_token_ids = _eos_token_ids(self.source)
         self._ids = itertools.count()
+        self.weight_version = 0
+
+    def update_weights(self, state: dict[str, torch.Tensor]) -> None:
+        """Between requests: new weights, and a new prefix-cache salt so old KV is never reused."""
+        if self.scheduler.has_unfinished():
+            raise RuntimeError("update_weights: requests are still running")
+        if self.workers is not None:
+            raise NotImplementedError("update_weights with tensor_parallel_size > 1 is not implemented yet")
+        self.runner.update_weights(state)
+        self.weight_version += 1
+        self.block_manager.set_weight_version(self.weight_version)
 
     def _start_runner(self) -> ModelRunner:
         if self.workers is None:

@@ -13,7 +13,7 @@ from bi_bench.engine.forward_batch import StepInputs
 from bi_bench.engine.kernel_set import KernelSet
 from bi_bench.engine.layers.attention import PagedAttention
 from bi_bench.engine.layers.sampler import SampleRequest, Sampler
-from bi_bench.engine.loader import ModelSource, load_weights
+from bi_bench.engine.loader import ModelSource, load_state_dict, load_weights
 from bi_bench.engine.models import model_class
 from bi_bench.engine.models.llama import head_dim_of
 from bi_bench.engine.scheduler import ScheduledSeq
@@ -45,6 +45,12 @@ class ModelRunner:
         self.attention_layers = [m for m in self.model.modules() if isinstance(m, PagedAttention)]
         self.num_kv_blocks = config.num_kv_blocks or self._default_num_blocks()
         self._allocate_kv_cache()
+
+    def update_weights(self, state: dict[str, torch.Tensor]) -> None:
+        """New values for every parameter (Hugging Face names, full tensors); cast to the engine dtype."""
+        with torch.no_grad():
+            load_state_dict(self.model, {name: t.to(self.config.torch_dtype) for name, t in state.items()})
+        self.model.lm_head.refresh()
 
     def _bytes_per_block(self) -> int:
         element = torch.empty(0, dtype=self.config.torch_dtype).element_size()
