@@ -14,38 +14,18 @@ from __future__ import annotations
 import argparse
 
 import torch
-from transformers import AutoModelForCausalLM
 
 from bi_bench.engine import LLM, SamplingParams
-from bi_bench.kernels import batch_invariant_mode
+from bi_bench.harness.trainer import k3_kl, trainer_logprobs, trainer_model
 
 PARAMS = SamplingParams(temperature=0.8, top_p=0.95, max_tokens=16, seed=7, ignore_eos=True)
 
 
-def trainer_model(llm: LLM, dtype: torch.dtype) -> torch.nn.Module:
-    """The trainer's copy: Hugging Face modelling code with the engine's current weights."""
-    model = AutoModelForCausalLM.from_config(llm.engine.source.config, dtype=dtype, attn_implementation="bi_bench")
-    model.load_state_dict(llm.state_dict(), strict=False)
-    return model.eval()
-
-
-def trainer_logprobs(model: torch.nn.Module, llm: LLM, prompt: list[int], completion: list[int]) -> list[float]:
-    """The trainer's recompute of the sampler's processed logprobs: same forward, same processing."""
-    with torch.no_grad(), batch_invariant_mode():
-        logits = model(torch.tensor([prompt + completion])).logits[0, len(prompt) - 1:-1]
-    processed = llm.process_logits(logits, PARAMS)
-    return processed.gather(1, torch.tensor(completion)[:, None])[:, 0].tolist()
-
-
-def k3_kl(sampler: list[float], trainer: list[float]) -> float:
-    ratio = torch.tensor(trainer, dtype=torch.float64) - torch.tensor(sampler, dtype=torch.float64)
-    return float((ratio.exp() - 1 - ratio).mean())
-
-
-def check(llm: LLM, model: torch.nn.Module, prompts: list[list[int]], label: str) -> None:
+def check(llm: LLM, prompts: list[list[int]], label: str) -> None:
     outputs = llm.generate(prompts, PARAMS)
+    model = trainer_model(llm)
     for prompt, out in zip(prompts, outputs):
-        recomputed = trainer_logprobs(model, llm, prompt, out.token_ids)
+        recomputed = trainer_logprobs(model, llm, prompt, out.token_ids, PARAMS)
         print(f"{label}: bitwise={recomputed == out.logprobs} k3_kl={k3_kl(out.logprobs, recomputed):.3e}")
 
 
@@ -54,17 +34,16 @@ def main() -> None:
     parser.add_argument("--model", default="random:tiny-qwen3")
     parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"])
     args = parser.parse_args()
-    dtype = getattr(torch, args.dtype)
     llm = LLM(args.model, dtype=args.dtype, mode="invariant")
     vocab = llm.engine.source.config.vocab_size
     generator = torch.Generator().manual_seed(0)
     prompts = [torch.randint(3, vocab, (n,), generator=generator).tolist() for n in (12, 30, 7)]
-    check(llm, trainer_model(llm, dtype), prompts, "before update")
+    check(llm, prompts, "before update")
 
     updated = {name: tensor + 0.01 * torch.randn(tensor.shape, generator=generator).to(tensor.dtype)
                for name, tensor in llm.state_dict().items()}
     llm.update_weights(updated)
-    check(llm, trainer_model(llm, dtype), prompts, "after update ")
+    check(llm, prompts, "after update ")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,32 @@
 """The `bi-bench` command line."""
 from __future__ import annotations
 
+import re
+import sys
 import time
+from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from bi_bench.engine import LLM, SamplingParams
+from bi_bench.harness.compare import render as render_changes
 from bi_bench.harness.errors import one_line_errors
+from bi_bench.harness.listing import checks_table, kernels_table, models_table
+from bi_bench.harness.matrix import expand
+from bi_bench.harness.matrix import shard as shard_cases
+from bi_bench.harness.merge import merge as merge_shards
+from bi_bench.harness.report import ProgressReporter, print_summary, wide_console
+from bi_bench.harness.results import save
+from bi_bench.harness.runner import RunOptions, run_suite
+from bi_bench.harness.site_cli import site
+from bi_bench.harness.suite_loader import LoadedSuite, load_suite
+from bi_bench.harness.validate import load_results, validate_file
+
+DEMO_SUITE = Path(__file__).resolve().parent.parent / "suites" / "smollm2-cpu.yaml"
+CHECK_FAILED = 1
+INTERRUPTED = 130
 
 DEMO_PROMPTS = (
     "The capital of France is",
@@ -59,14 +77,112 @@ def _print_outputs(llm: LLM, prompts: list[str], params: SamplingParams) -> None
 
 
 @main.command()
+@click.option("--out", default=Path("results"), type=click.Path(path_type=Path), show_default=True)
+@click.option("--quick", is_flag=True, help="one needle, one trial per setting, 4 tokens")
 @one_line_errors
-def demo() -> None:
-    """The embedded demo: smollm2-135m, invariant mode, each prompt alone and all together."""
-    llm = LLM("smollm2-135m", dtype="float32", mode="invariant", max_num_seqs=8)
-    params = SamplingParams(temperature=0.7, top_p=0.95, max_tokens=24, seed=1234)
-    prompts = list(DEMO_PROMPTS)
-    _print_outputs(llm, prompts, params)
-    together = llm.generate(prompts, params)
-    alone = [llm.generate([p], params)[0] for p in prompts]
-    same = all(a.token_ids == t.token_ids and a.logprobs == t.logprobs for a, t in zip(alone, together))
-    click.echo(f"invariant mode: each prompt alone == in a batch of {len(prompts)}, bitwise: {same}")
+def demo(out: Path, quick: bool) -> None:
+    """The embedded demo: suites/smollm2-cpu.yaml (smollm2-135m on this CPU, invariant vs default mode)."""
+    _run(DEMO_SUITE, RunOptions(out=out, command=list(sys.argv)), device=None, quick=quick)
+
+
+@main.command()
+@click.argument("suite", type=click.Path(path_type=Path))
+@click.option("--out", default=Path("results"), type=click.Path(path_type=Path), show_default=True,
+              help="results go to OUT/<model>/<hardware>/<run-id>.json")
+@click.option("--resume", is_flag=True, help="continue the latest interrupted run of this suite from its journal")
+@click.option("--shard", default=None, metavar="I/N", help="run every N-th case, starting at the I-th (1-based)")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="override the suite's device")
+@click.option("--quick", is_flag=True, help="one needle, one trial per setting, 4 tokens, one throughput repeat")
+@click.option("--dry-run", is_flag=True, help="list the cases and exit")
+@one_line_errors
+def run(suite: Path, out: Path, resume: bool, shard: str | None, device: str | None, quick: bool,
+        dry_run: bool) -> None:
+    """Run SUITE: exit 0 when every invariance claim held and every control diverged, 1 when a check failed."""
+    options = RunOptions(out=out, command=list(sys.argv), shard=parse_shard(shard), resume=resume)
+    if dry_run:
+        _list_cases(load_suite(suite, device, quick), options)
+    else:
+        _run(suite, options, device, quick)
+
+
+def _run(suite_path: Path, options: RunOptions, device: str | None, quick: bool) -> None:
+    loaded = load_suite(suite_path, device, quick)
+    console = wide_console()
+    try:
+        with ProgressReporter(Console(stderr=True)) as reporter:
+            done = run_suite(loaded, options, reporter)
+    except KeyboardInterrupt:
+        click.echo("interrupted: finished cases are in the journal; run again with --resume to continue", err=True)
+        sys.exit(INTERRUPTED)
+    for path, results in done:
+        print_summary(console, path, results)
+    sys.exit(0 if all(results.summary.ok for _, results in done) else CHECK_FAILED)
+
+
+def _list_cases(loaded: LoadedSuite, options: RunOptions) -> None:
+    for model in loaded.suite.models:
+        cases = expand(loaded, model)
+        if options.shard:
+            cases = shard_cases(cases, *options.shard)
+        for case in cases:
+            click.echo(f"{model.id}\t{model.dtype}\t{case.id}")
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    match = re.fullmatch(r"([0-9]{1,6})/([0-9]{1,6})", text)
+    if not match or not 1 <= int(match[1]) <= int(match[2]):
+        raise ValueError(f"--shard {text!r}: expected I/N with 1 <= I <= N, e.g. 1/2")
+    return int(match[1]), int(match[2])
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@one_line_errors
+def validate(files: tuple[Path, ...]) -> None:
+    """Check results FILES: schema, then every digest, metric, verdict and summary figure recomputed."""
+    failed = False
+    for path in files:
+        problems = validate_file(path)
+        for problem in problems:
+            click.echo(f"{path}: {problem}")
+        if not problems:
+            click.echo(f"{path}: valid")
+        failed = failed or bool(problems)
+    sys.exit(CHECK_FAILED if failed else 0)
+
+
+@main.command("ls")
+@click.argument("what", type=click.Choice(["models", "kernels", "checks"]))
+@one_line_errors
+def list_command(what: str) -> None:
+    """List the models, kernel variants or checks."""
+    tables = {"models": models_table, "kernels": kernels_table, "checks": checks_table}
+    wide_console().print(tables[what]())
+
+
+@main.command()
+@click.argument("a", type=click.Path(path_type=Path))
+@click.argument("b", type=click.Path(path_type=Path))
+@one_line_errors
+def compare(a: Path, b: Path) -> None:
+    """What changed from results file A to results file B."""
+    render_changes(wide_console(), load_results(a), load_results(b))
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="the merged results file")
+@one_line_errors
+def merge(files: tuple[Path, ...], output: Path) -> None:
+    """Merge the shards of one run (bi-bench run --shard I/N) into one results file."""
+    merged = merge_shards(list(files), list(sys.argv))
+    save(output, merged)
+    print_summary(wide_console(), output, merged)
+
+
+main.add_command(site)
+
+if __name__ == "__main__":
+    main()

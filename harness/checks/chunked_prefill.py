@@ -1,0 +1,31 @@
+"""chunked_prefill: other max_num_batched_tokens budgets, which cut prefills into other chunks."""
+from __future__ import annotations
+
+from pydantic import Field
+
+from bi_bench.harness.checks.context import CaseContext
+from bi_bench.harness.checks.registry import CheckParams, register
+from bi_bench.harness.observations import Candidate, Group
+from bi_bench.harness.suite import PositiveInt
+
+
+class Params(CheckParams):
+    budgets: list[PositiveInt] = Field(default=[8, 32], min_length=1)
+    batch_size: PositiveInt = 4
+
+
+@register("chunked_prefill", Params, control=True)
+def run(ctx: CaseContext, params: Params) -> Group:
+    """The needle alone under the model's token budget vs alone and in a batch under each other budget."""
+    needle = ctx.needle()
+    reference = ctx.alone(ctx.llm(), needle)
+    candidates = []
+    for budget in params.budgets:
+        llm = ctx.llm(max_num_batched_tokens=budget)
+        candidates.append(Candidate(label=f"max_num_batched_tokens={budget} alone",
+                                    observation=ctx.alone(llm, needle)))
+        position = ctx.rng.randrange(params.batch_size)
+        seen = ctx.in_batch(llm, needle, ctx.neighbours(params.batch_size - 1), position)
+        candidates.append(Candidate(label=f"max_num_batched_tokens={budget} batch={params.batch_size} "
+                                          f"pos={position}", observation=seen))
+    return Group(prompt_token_ids=needle, reference=reference, candidates=candidates)

@@ -1,0 +1,93 @@
+"""What a check sees: engines for its case, the needle's sampling, seeded prompts and neighbours."""
+from __future__ import annotations
+
+import dataclasses
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from bi_bench.engine import LLM, SamplingParams
+from bi_bench.engine.outputs import RequestOutput
+from bi_bench.harness.engines import EnginePool, reset_prefix_cache
+from bi_bench.harness.observations import Observation
+from bi_bench.harness.prompts import PromptSource
+
+Request = tuple[list[int], SamplingParams]
+
+
+class Skip(Exception):
+    """A case that cannot run here; the message is the reason recorded with verdict `skipped`."""
+
+
+@dataclass
+class CaseContext:
+    pool: EnginePool
+    case_args: dict[str, Any]  # mode, tensor_parallel_size, kernels
+    sampling: SamplingParams
+    prompts: PromptSource
+    rng: random.Random
+    tokens: int = 0  # generated or scored, for the progress display
+    kernels: dict[str, str] = field(default_factory=dict)  # the variants the case's first engine runs
+
+    @property
+    def block_size(self) -> int:
+        return self.pool.model.block_size
+
+    def llm(self, **overrides: Any) -> LLM:
+        """The case's engine (with overrides), shared with other cases of the same settings."""
+        return self._built(self.pool.get, overrides)
+
+    def fresh_llm(self, **overrides: Any) -> LLM:
+        return self._built(self.pool.fresh, overrides)
+
+    def _built(self, build: Callable[..., LLM], overrides: dict[str, Any]) -> LLM:
+        try:
+            llm = build(**{**self.case_args, **overrides})
+        except NotImplementedError as exc:
+            raise Skip(str(exc)) from None
+        self.kernels = self.kernels or llm.kernels
+        return llm
+
+    def needle(self, min_len: int | None = None) -> list[int]:
+        return self.prompts.draw(self.rng, min_len)
+
+    def neighbours(self, count: int, min_len: int | None = None) -> list[Request]:
+        """Random-length prompts, each wanting a random number of tokens under its own seed."""
+        most = 2 * self.sampling.max_tokens
+        return [(self.prompts.draw(self.rng, min_len),
+                 dataclasses.replace(self.sampling, max_tokens=self.rng.randint(1, most),
+                                     seed=self.rng.randrange(1 << 31)))
+                for _ in range(count)]
+
+    def alone(self, llm: LLM, needle: list[int], params: SamplingParams | None = None,
+              warm: bool = False) -> Observation:
+        return self.in_batch(llm, needle, [], 0, params, warm)
+
+    def in_batch(self, llm: LLM, needle: list[int], neighbours: list[Request], position: int,
+                 params: SamplingParams | None = None, warm: bool = False) -> Observation:
+        """Runs the needle at `position` among `neighbours` in one generate call; returns what the needle got.
+
+        Runs start with an empty prefix cache unless `warm`: a cache hit shortens the prefill, which is a
+        setting of its own (the prefix_cache check's), and it must not leak into other checks or cases.
+        """
+        out = self.needle_output(llm, needle, neighbours, position, params, warm)
+        return Observation(token_ids=list(out.token_ids), logprobs=list(out.logprobs))
+
+    def needle_output(self, llm: LLM, needle: list[int], neighbours: list[Request], position: int,
+                      params: SamplingParams | None = None, warm: bool = False) -> RequestOutput:
+        """What `in_batch` observes, as the engine returned it (raw logprobs included)."""
+        if not warm:
+            reset_prefix_cache(llm)
+        requests = [*neighbours[:position], (needle, params or self.sampling), *neighbours[position:]]
+        outputs = llm.generate([prompt for prompt, _ in requests], [p for _, p in requests])
+        self.tokens += sum(len(out.token_ids) for out in outputs)
+        return outputs[position]
+
+    def score(self, llm: LLM, requests: list[tuple[list[int], list[int]]], params: SamplingParams,
+              position: int) -> Observation:
+        """Scores (prompt, completion) pairs in one call, on an empty prefix cache; returns the pair at `position`."""
+        reset_prefix_cache(llm)
+        outputs = llm.score([p for p, _ in requests], [c for _, c in requests], params)
+        self.tokens += sum(len(out.token_ids) for out in outputs)
+        out = outputs[position]
+        return Observation(token_ids=list(out.token_ids), logprobs=list(out.logprobs))

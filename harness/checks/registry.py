@@ -1,0 +1,48 @@
+"""Checks by name: each is a function from a case context to one needle's observations."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from bi_bench.harness.checks.context import CaseContext
+from bi_bench.harness.metrics import CLAIMING_MODES, claims_invariance
+from bi_bench.harness.observations import Group
+from bi_bench.harness.suite import Strict
+
+
+class CheckParams(Strict):
+    # Whether this check's default-mode case is a negative control that must diverge; None: the check's own.
+    control: bool | None = None
+
+
+RunFn = Callable[[CaseContext, CheckParams], Group]
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    name: str
+    description: str
+    params: type[CheckParams]
+    run: RunFn
+    control: bool  # in default mode this check shows batch-dependence, so it must diverge there
+    needs_tp: bool  # compares TP>1 against TP=1, so it has no case at TP=1
+    claim_modes: tuple[str, ...]  # the modes whose engines claim this check's invariance
+
+    def is_control(self, params: CheckParams) -> bool:
+        return self.control if params.control is None else params.control
+
+    def claims(self, mode: str) -> bool:
+        return claims_invariance(mode, self.claim_modes)
+
+
+CHECKS: dict[str, CheckSpec] = {}
+
+
+def register(name: str, params: type[CheckParams], *, control: bool, needs_tp: bool = False,
+             claim_modes: tuple[str, ...] = CLAIMING_MODES) -> Callable[[RunFn], RunFn]:
+    def wrap(run: RunFn) -> RunFn:
+        description = (run.__doc__ or "").strip().splitlines()[0]
+        CHECKS[name] = CheckSpec(name, description, params, run, control, needs_tp, claim_modes)
+        return run
+
+    return wrap

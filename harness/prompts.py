@@ -1,0 +1,62 @@
+"""Built-in prompt sets, drawn as token ids from a seeded generator so every run sees the same prompts.
+
+`random-tokens` needs no tokenizer (random-weight models have none); `english` tokenizes a fixed list.
+"""
+from __future__ import annotations
+
+import random
+
+from bi_bench.engine import LLM
+from bi_bench.harness.suite import Workload
+
+ENGLISH = (
+    "The capital of France is",
+    "Write a haiku about the sea:",
+    "def fibonacci(n):",
+    "Three reasons to learn Rust are",
+    "Once upon a time, in a village by the mountains,",
+    "The mitochondria is the powerhouse of the cell because",
+    "Translate to German: The weather is nice today.",
+    "List the planets of the solar system in order:",
+    "A good breakfast should include",
+    "SELECT name, email FROM users WHERE",
+    "The main causes of the French Revolution were",
+    "Explain recursion to a five-year-old:",
+    "import numpy as np\n\ndef softmax(x):",
+    "My favourite book is",
+    "The quick brown fox",
+    "Summarize the plot of Hamlet in two sentences:",
+)
+
+
+class PromptSource:
+    def __init__(self, workload: Workload, llm: LLM) -> None:
+        self.workload = workload
+        self.vocab_size = llm.engine.source.config.vocab_size
+        tokenizer = llm.tokenizer
+        self.special_ids = set(tokenizer.all_special_ids) if tokenizer is not None else set()
+        if workload.prompt_set == "english":
+            if tokenizer is None:
+                raise ValueError(f"workload.prompt_set 'english' needs a tokenizer; model "
+                                 f"{llm.engine.config.model!r} has none (use 'random-tokens')")
+            self.english = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in ENGLISH]
+
+    def draw(self, rng: random.Random, min_len: int | None = None) -> list[int]:
+        """A prompt of min_len..max_len tokens (min_len may raise the workload's lower bound)."""
+        low = max(self.workload.min_len, min_len or 0)
+        length = rng.randint(low, max(low, self.workload.max_len))
+        if self.workload.prompt_set == "english":
+            return self._english(rng, length)
+        return [self._random_id(rng) for _ in range(length)]
+
+    def _random_id(self, rng: random.Random) -> int:
+        while True:
+            token = rng.randrange(self.vocab_size)
+            if token not in self.special_ids:
+                return token
+
+    def _english(self, rng: random.Random, length: int) -> list[int]:
+        tokens: list[int] = []
+        while len(tokens) < length:
+            tokens += rng.choice(self.english)
+        return tokens[:length]

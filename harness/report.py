@@ -1,0 +1,117 @@
+"""What a person sees: progress while a suite runs, then a summary table per results file."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+from rich.table import Table
+
+from bi_bench.harness.matrix import CaseSpec
+from bi_bench.harness.results import CaseResult, ResultsFile
+
+VERDICT_STYLE = {"pass": "green", "fail": "bold red", "diverged": "yellow", "equal": "cyan", "skipped": "dim"}
+
+
+class ProgressReporter:
+    """Case n/m, tokens/s and ETA on stderr (rich draws nothing when stderr is not a terminal)."""
+
+    def __init__(self, console: Console) -> None:
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                                 console=console, transient=True)
+        self.task = None
+        self.tokens = 0
+        self.seconds = 0.0
+
+    def __enter__(self) -> ProgressReporter:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def model_started(self, model: str, total: int, done: int) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+        self.task = self.progress.add_task(model, total=total, completed=done, rate="")
+        self.progress.console.print(f"{model}: {total} cases" + (f", {done} from the journal" if done else ""))
+
+    def case_started(self, case: CaseSpec) -> None:
+        self.progress.update(self.task, description=case.id)
+
+    def case_finished(self, case: CaseResult, tokens: int, seconds: float) -> None:
+        self.tokens += tokens
+        self.seconds += seconds
+        self.progress.update(self.task, advance=1, rate=f"{self.tokens / max(self.seconds, 1e-9):.0f} tok/s")
+
+    def throughput_started(self) -> None:
+        self.progress.update(self.task, description="throughput: default vs invariant")
+
+
+def summary_table(path: Path, results: ResultsFile) -> Table:
+    model, env = results.model, results.environment
+    table = Table(title=f"{model.id} ({model.dtype}) on {env.hardware}", caption=str(path), title_justify="left")
+    for column in ("check", "mode", "TP", "kernels", "verdict", "max |Δ logprob|", "first divergence"):
+        table.add_column(column, no_wrap=column in ("check", "verdict"))
+    for case in results.cases:
+        if case.verdict == "skipped":
+            continue
+        verdict = case.verdict + (" (control)" if case.mode == "default" and case.control else "")
+        table.add_row(case.check, case.mode, str(case.tp), _kernels(case),
+                      f"[{VERDICT_STYLE[case.verdict]}]{verdict}[/]", _dlogprob(case), _divergence(case))
+    return table
+
+
+def _kernels(case: CaseResult) -> str:
+    if case.kernel_overrides:
+        return ", ".join(f"{op}={name}" for op, name in case.kernel_overrides.items())
+    return "mode's picks"
+
+
+def _dlogprob(case: CaseResult) -> str:
+    if case.metrics is None:
+        return "-"
+    value = case.metrics.max_abs_dlogprob
+    return "0" if value == 0 else (f"{value:.3g}" if math.isfinite(value) else str(value))
+
+
+def _divergence(case: CaseResult) -> str:
+    if case.metrics is None or case.metrics.first_divergence is None:
+        return "none"
+    return f"token {case.metrics.first_divergence} ({case.metrics.first_divergence_at})"
+
+
+def _skipped_by_reason(cases: list[CaseResult]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for case in cases:
+        if case.verdict == "skipped":
+            grouped.setdefault(case.reason or "no reason given", []).append(case.id)
+    return grouped
+
+
+def wide_console(stderr: bool = False) -> Console:
+    """Rich assumes 80 columns when output is not a terminal; the summary table needs more."""
+    console = Console(stderr=stderr)
+    return console if console.is_terminal else Console(stderr=stderr, width=160)
+
+
+def print_summary(console: Console, path: Path, results: ResultsFile) -> None:
+    console.print(summary_table(path, results))
+    for reason, ids in _skipped_by_reason(results.cases).items():
+        console.print(f"[dim]skipped {len(ids)}: {reason} ({', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''})[/]")
+    s = results.summary
+    console.print(f"claims held {s.claims_held}/{s.claims}, controls diverged {s.controls_diverged}/{s.controls}"
+                  + f", skipped {s.verdicts['skipped']}; validated: {s.validated}"
+                  + (" (synthetic weights)" if results.model.synthetic_weights else ""))
+    t = results.throughput
+    console.print(f"throughput: default {t.default.tokens_per_s:.1f} tok/s, invariant "
+                  f"{t.invariant.tokens_per_s:.1f} tok/s: invariant mode costs {t.overhead:.2f}x")
+    if s.no_control_diverged:
+        console.print(Panel("[bold red]NO NEGATIVE CONTROL DIVERGED[/]: default mode gave the same bits in every "
+                            "setting, so these checks have not shown they can fail on this model and hardware.",
+                            border_style="red"))
+    console.print(f"[bold {'green' if s.ok else 'red'}]{'OK' if s.ok else 'FAILED'}[/]: {path}")

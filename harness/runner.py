@@ -1,0 +1,166 @@
+"""Runs a suite: per model, its cases (journaled one by one), then throughput, then the results file."""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Protocol
+
+from bi_bench.engine import SamplingParams
+from bi_bench.harness.checks import CHECKS, CaseContext, Skip
+from bi_bench.harness.engines import EnginePool
+from bi_bench.harness.environment import environment, slug
+from bi_bench.harness.journal import Journal, JournalHeader
+from bi_bench.harness.matrix import CaseSpec, expand, shard
+from bi_bench.harness.metrics import case_metrics, verdict
+from bi_bench.harness.model_info import model_record
+from bi_bench.harness.observations import group_digests
+from bi_bench.harness.prompts import PromptSource
+from bi_bench.harness.results import CaseResult, Environment, ResultsFile, SuiteRecord, save
+from bi_bench.harness.suite import ModelSpec
+from bi_bench.harness.suite_loader import LoadedSuite
+from bi_bench.harness.summary import summarize
+from bi_bench.harness.throughput import measure
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    out: Path
+    command: list[str]
+    shard: tuple[int, int] | None = None
+    resume: bool = False
+
+    @property
+    def shard_label(self) -> str | None:
+        return f"{self.shard[0]}/{self.shard[1]}" if self.shard else None
+
+
+class Reporter(Protocol):
+    def model_started(self, model: str, total: int, done: int) -> None: ...
+    def case_started(self, case: CaseSpec) -> None: ...
+    def case_finished(self, case: CaseResult, tokens: int, seconds: float) -> None: ...
+    def throughput_started(self) -> None: ...
+
+
+def run_suite(loaded: LoadedSuite, options: RunOptions, reporter: Reporter) -> list[tuple[Path, ResultsFile]]:
+    env = environment(loaded.suite.device)
+    run_id = _resumable_run_id(loaded, options, env) if options.resume else None
+    run_id = run_id or _new_run_id(loaded, options)
+    return [run_model(loaded, model, options, env, run_id, reporter) for model in loaded.suite.models]
+
+
+def run_model(loaded: LoadedSuite, model: ModelSpec, options: RunOptions, env: Environment, run_id: str,
+              reporter: Reporter) -> tuple[Path, ResultsFile]:
+    path = results_path(options.out, model, env, run_id)
+    if path.exists():
+        return path, ResultsFile.model_validate_json(path.read_text())
+    pool = EnginePool(model, loaded.suite.device)
+    base = pool.get()
+    prompts = PromptSource(loaded.suite.workload, base)
+    record = model_record(base)
+    journal = Journal(path.with_suffix(".journal"))
+    contents = journal.read() if options.resume and journal.path.exists() else None
+    if contents is None:
+        journal = Journal.create(journal.path, _header(loaded, model, options, run_id))
+        contents = journal.read()
+    cases = expand(loaded, model)
+    if options.shard:
+        cases = shard(cases, *options.shard)
+    reporter.model_started(f"{model.id} ({model.dtype})", len(cases), len(contents.cases))
+    for spec in cases:
+        if spec.id not in contents.cases:
+            reporter.case_started(spec)
+            start = time.perf_counter()
+            result, tokens = run_case(spec, pool, loaded, prompts)
+            journal.add_case(result)
+            contents.cases[spec.id] = result
+            reporter.case_finished(result, tokens, time.perf_counter() - start)
+    if contents.throughput is None:
+        reporter.throughput_started()
+        contents.throughput = measure(pool, loaded.suite, prompts)
+        journal.add_throughput(contents.throughput)
+    results = ResultsFile(
+        run_id=run_id,
+        command=options.command,
+        started_at=contents.header.started_at,
+        finished_at=_now(),
+        suite=SuiteRecord(name=loaded.suite.name, path=str(loaded.path), sha256=loaded.sha256,
+                          config=loaded.resolved(), shard=options.shard_label, quick=contents.header.quick),
+        model=record,
+        environment=env,
+        cases=[contents.cases[spec.id] for spec in cases],
+        throughput=contents.throughput,
+        summary=summarize([contents.cases[spec.id] for spec in cases], record.synthetic_weights,
+                          complete=options.shard is None),
+    )
+    save(path, results)
+    journal.path.unlink()
+    return path, results
+
+
+def run_case(spec: CaseSpec, pool: EnginePool, loaded: LoadedSuite, prompts: PromptSource) -> tuple[CaseResult, int]:
+    """The case's result and how many tokens it generated or scored."""
+    suite = loaded.suite
+    sampling = SamplingParams(**suite.sampling.model_dump())
+    case_args = dict(mode=spec.mode, tensor_parallel_size=spec.tp, kernels=dict(spec.kernels))
+    contexts, groups, reason = [], [], None
+    try:
+        for needle in range(suite.workload.needles):
+            ctx = CaseContext(pool, case_args, sampling, prompts, _case_rng(suite.workload.seed, spec, needle))
+            contexts.append(ctx)
+            groups.append(CHECKS[spec.check].run(ctx, spec.params))
+    except Skip as exc:
+        reason, groups = str(exc), []
+    kernels = next((ctx.kernels for ctx in contexts if ctx.kernels), {})
+    metrics = case_metrics(groups) if groups else None
+    result = CaseResult(
+        index=spec.index, id=spec.id, check=spec.check, mode=spec.mode, tp=spec.tp, kernels=kernels,
+        kernel_overrides=dict(spec.kernels), params=spec.params.model_dump(mode="json"), control=spec.control,
+        verdict=verdict(metrics, CHECKS[spec.check].claims(spec.mode)) if metrics else "skipped", reason=reason,
+        metrics=metrics, observations=groups, digests=[group_digests(g) for g in groups],
+    )
+    return result, sum(ctx.tokens for ctx in contexts)
+
+
+def _case_rng(seed: int, spec: CaseSpec, needle: int) -> random.Random:
+    """Not seeded by mode, TP or kernels: every setting of a check sees the same prompts, so all compare alike."""
+    return random.Random(f"{seed}/{spec.check}/{needle}")
+
+
+def results_dir(out: Path, model: ModelSpec, env: Environment) -> Path:
+    return out / slug(f"{model.id}-{model.dtype}") / env.hardware
+
+
+def results_path(out: Path, model: ModelSpec, env: Environment, run_id: str) -> Path:
+    return results_dir(out, model, env) / f"{run_id}.json"
+
+
+def _header(loaded: LoadedSuite, model: ModelSpec, options: RunOptions, run_id: str) -> JournalHeader:
+    return JournalHeader(run_id=run_id, started_at=_now(), suite_sha256=loaded.sha256, shard=options.shard_label,
+                         quick=loaded.is_quick, device=loaded.suite.device, model=model.id, dtype=model.dtype)
+
+
+def _resumable_run_id(loaded: LoadedSuite, options: RunOptions, env: Environment) -> str | None:
+    """The latest unfinished run of this suite (same shard, --quick and device) under `out`."""
+    wanted = dict(suite_sha256=loaded.sha256, shard=options.shard_label, quick=loaded.is_quick,
+                  device=loaded.suite.device)
+    found = []
+    for model in loaded.suite.models:
+        for journal_path in results_dir(options.out, model, env).glob("*.journal"):
+            contents = Journal(journal_path).read()
+            header = contents.header if contents else None
+            if header and all(getattr(header, k) == v for k, v in wanted.items()):
+                found.append((header.started_at, header.run_id))
+    return max(found)[1] if found else None
+
+
+def _new_run_id(loaded: LoadedSuite, options: RunOptions) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")[:-3] + "Z"
+    shard = f"-shard{options.shard[0]}of{options.shard[1]}" if options.shard else ""
+    return f"{loaded.suite.name}-{stamp}{shard}{'-quick' if loaded.is_quick else ''}"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,96 @@
+"""The suite document: which models, modes, kernel variants, workload, sampling, checks and throughput to run.
+
+A suite is YAML read with `yaml.safe_load`; this module is its schema. Unknown fields are errors, and types
+are strict (a string where a number belongs is an error, not a conversion).
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Mode = Literal["default", "invariant", "tp-invariant"]
+PositiveInt = Annotated[int, Field(ge=1, le=1 << 20)]
+Seed = Annotated[int, Field(ge=0, lt=1 << 63)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class ModelSpec(Strict):
+    """One model to test, with the engine settings its cases share."""
+
+    id: str = Field(min_length=1)
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    tp: list[PositiveInt] = Field(default=[1], min_length=1, description="tensor-parallel degrees to test")
+    max_model_len: PositiveInt = 512
+    max_num_seqs: PositiveInt = 32
+    max_num_batched_tokens: PositiveInt = 2048
+    block_size: PositiveInt = 16
+    lm_head_fp32: bool = False
+
+    @model_validator(mode="after")
+    def _distinct_tp(self) -> ModelSpec:
+        if len(set(self.tp)) != len(self.tp):
+            raise ValueError("tp lists a degree twice")
+        return self
+
+
+class Workload(Strict):
+    """Needle and neighbour prompts, drawn from a built-in prompt set; `seed` fixes every draw of a run."""
+
+    prompt_set: Literal["random-tokens", "english"] = "random-tokens"
+    min_len: PositiveInt = 4
+    max_len: PositiveInt = 48
+    needles: PositiveInt = Field(default=1, le=64, description="distinct needle prompts per case")
+    seed: Seed = 0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Workload:
+        if self.min_len > self.max_len:
+            raise ValueError(f"min_len={self.min_len} is above max_len={self.max_len}")
+        return self
+
+
+class Sampling(Strict):
+    """The needle's sampling parameters (bi_bench.engine.SamplingParams)."""
+
+    temperature: float = Field(default=0.7, ge=0, le=100)
+    top_p: float = Field(default=0.95, gt=0, le=1)
+    top_k: int = Field(default=0, ge=0, le=1 << 20)
+    min_p: float = Field(default=0.0, ge=0, le=1)
+    max_tokens: PositiveInt = 16
+    seed: Seed = 1234
+    ignore_eos: bool = True
+
+
+class Throughput(Strict):
+    """The same workload in default and invariant mode, runs interleaved."""
+
+    prompts: PositiveInt = 8
+    max_tokens: PositiveInt = 16
+    repeats: PositiveInt = Field(default=3, le=100)
+
+
+class Suite(Strict):
+    name: str = Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    description: str = ""
+    device: Literal["cpu", "cuda"] = "cpu"
+    models: list[ModelSpec] = Field(min_length=1)
+    modes: list[Mode] = Field(default=["invariant", "default"], min_length=1,
+                              description="default is always added: its cases are the negative controls")
+    kernels: dict[Mode, dict[str, Annotated[list[str], Field(min_length=1)]]] = Field(
+        default_factory=dict, description="per mode, op -> variants: every combination is its own case")
+    workload: Workload = Workload()
+    sampling: Sampling = Sampling()
+    checks: dict[str, dict | None] = Field(min_length=1, description="check name -> its parameters")
+    throughput: Throughput = Throughput()
+
+    @model_validator(mode="after")
+    def _with_default_mode(self) -> Suite:
+        if len(set(self.modes)) != len(self.modes):
+            raise ValueError("modes lists a mode twice")
+        if "default" not in self.modes:
+            object.__setattr__(self, "modes", [*self.modes, "default"])
+        return self

@@ -1,0 +1,28 @@
+"""The summary figures of a results file, from its cases alone."""
+from __future__ import annotations
+
+from typing import get_args
+
+from bi_bench.harness.metrics import Verdict
+from bi_bench.harness.results import CaseResult, Summary
+
+
+def summarize(cases: list[CaseResult], synthetic_weights: bool, complete: bool) -> Summary:
+    """`complete`: the file holds every case of its suite (not one shard of it)."""
+    verdicts = {v: sum(c.verdict == v for c in cases) for v in get_args(Verdict)}
+    controls = [c for c in cases if c.mode == "default" and c.control and c.verdict != "skipped"]
+    diverged = sum(c.verdict == "diverged" for c in controls)
+    # With no diverging control nothing shows the checks could fail; a shard may simply hold no controls.
+    none_diverged = diverged == 0
+    ok = verdicts["fail"] == 0 and diverged == len(controls) and not (none_diverged and complete)
+    return Summary(
+        cases=len(cases),
+        verdicts=verdicts,
+        claims=verdicts["pass"] + verdicts["fail"],
+        claims_held=verdicts["pass"],
+        controls=len(controls),
+        controls_diverged=diverged,
+        no_control_diverged=none_diverged,
+        ok=ok,
+        validated=ok and not synthetic_weights and complete and verdicts["skipped"] == 0 and verdicts["pass"] > 0,
+    )
