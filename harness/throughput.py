@@ -21,7 +21,7 @@ def measure(pool: EnginePool, suite: Suite, prompts: PromptSource) -> Throughput
                                "ignore_eos": True})
     engines = {mode: pool.get(mode=mode) for mode in MODES}
     for llm in engines.values():
-        llm.generate(batch[:1], params)  # warm-up: first calls pay for allocation and lazy init
+        llm.generate(batch, params)  # warm-up: first calls at each shape pay for allocation and lazy init
     runs = []
     for repeat in range(settings.repeats):
         order = MODES if repeat % 2 == 0 else MODES[::-1]
