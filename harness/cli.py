@@ -22,7 +22,8 @@ from bi_bench.harness.results import save
 from bi_bench.harness.runner import RunOptions, run_suite
 from bi_bench.harness.site_cli import site
 from bi_bench.harness.suite_loader import LoadedSuite, load_suite
-from bi_bench.harness.validate import load_results, validate_file
+from bi_bench.harness.results import load_results
+from bi_bench.harness.validate import validate_file
 
 DEMO_SUITE = Path(__file__).resolve().parent.parent / "suites" / "smollm2-cpu.yaml"
 CHECK_FAILED = 1

@@ -3,19 +3,14 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
-import re
 import subprocess
 from pathlib import Path
 
 import torch
 
-from bi_bench.harness.results import Environment
+from bi_bench.harness.results import Environment, slug
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-.") or "unknown"
 
 
 def environment(device: str) -> Environment:

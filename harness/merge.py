@@ -5,7 +5,8 @@ from pathlib import Path
 
 from bi_bench.harness.results import CaseResult, ResultsFile
 from bi_bench.harness.summary import summarize
-from bi_bench.harness.validate import load_results, recompute
+from bi_bench.harness.results import load_results
+from bi_bench.harness.validate import recompute
 
 MUST_MATCH = ("suite.sha256", "suite.quick", "model.id", "model.dtype", "model.weights_sha256",
               "environment.hardware", "environment.device")

@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from bi_bench.harness.metrics import Metrics, Verdict
 from bi_bench.harness.observations import Group, GroupDigests, Record
+from bi_bench.harness.yaml_source import dotted
 
 SCHEMA_VERSION = 1
 
@@ -139,3 +141,17 @@ def read_json(path: Path) -> Any:
         return json.loads(text)
     except (json.JSONDecodeError, RecursionError) as exc:
         raise ValueError(f"{path}: not JSON ({exc})".splitlines()[0]) from None
+
+
+def load_results(path: Path) -> ResultsFile:
+    """A schema-valid results file; ValueError naming the first bad field otherwise."""
+    try:
+        return ResultsFile.model_validate(read_json(path))
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise ValueError(f"{path}: {dotted(error['loc']) or 'file'}: {error['msg']}") from None
+
+
+def slug(text: str) -> str:
+    """A results folder's name for a model id or hardware."""
+    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-.") or "unknown"

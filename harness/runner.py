@@ -11,14 +11,14 @@ from typing import Protocol
 from bi_bench.engine import SamplingParams
 from bi_bench.harness.checks import CHECKS, CaseContext, Skip
 from bi_bench.harness.engines import EnginePool
-from bi_bench.harness.environment import environment, slug
+from bi_bench.harness.environment import environment
 from bi_bench.harness.journal import Journal, JournalHeader
 from bi_bench.harness.matrix import CaseSpec, expand, shard
 from bi_bench.harness.metrics import case_metrics, verdict
 from bi_bench.harness.model_info import model_record
 from bi_bench.harness.observations import group_digests
 from bi_bench.harness.prompts import PromptSource
-from bi_bench.harness.results import CaseResult, Environment, ResultsFile, SuiteRecord, save
+from bi_bench.harness.results import CaseResult, Environment, ResultsFile, SuiteRecord, save, slug
 from bi_bench.harness.suite import ModelSpec
 from bi_bench.harness.suite_loader import LoadedSuite
 from bi_bench.harness.summary import summarize

@@ -10,7 +10,6 @@ import csv
 import html
 import json
 import math
-import re
 import shlex
 import shutil
 import sys
@@ -22,11 +21,9 @@ from typing import Any
 import plotly.graph_objects as go
 import plotly.offline
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from pydantic import ValidationError
 
 from bi_bench.harness.metrics import Metrics, compare
-from bi_bench.harness.results import CaseResult, ResultsFile, read_json
-from bi_bench.harness.yaml_source import dotted
+from bi_bench.harness.results import CaseResult, ResultsFile, load_results, slug
 
 SITE = Path(__file__).resolve().parent.parent / "site"
 MARKER = ".bi-bench-site"  # marks a folder this module built, so a rebuild may empty it
@@ -34,20 +31,6 @@ VERDICTS = ("pass", "fail", "diverged", "equal", "skipped")
 VERDICT_COLOURS = ("#1a7f37", "#cf222e", "#bf8700", "#0969da", "#afb8c1")
 MODE_COLOURS = {"default": "#e16f24", "invariant": "#0969da"}
 CASE_COLUMNS = ("id", "check", "mode", "tp", "control", "verdict", "reason", "kernels", "kernel_overrides", "params")
-
-
-def slug(text: str) -> str:
-    """As harness.environment.slug names results folders; importing that module would load torch for nothing."""
-    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-.") or "unknown"
-
-
-def load_results(path: Path) -> ResultsFile:
-    """As harness.validate.load_results, without importing the checks (and with them torch)."""
-    try:
-        return ResultsFile.model_validate(read_json(path))
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        raise ValueError(f"{path}: {dotted(error['loc']) or 'file'}: {error['msg']}") from None
 
 
 @dataclass(frozen=True)

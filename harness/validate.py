@@ -17,16 +17,6 @@ from bi_bench.harness.throughput import from_runs
 from bi_bench.harness.yaml_source import dotted
 
 
-def load_results(path: Path) -> ResultsFile:
-    """A schema-valid results file; ValueError naming the first bad field otherwise."""
-    data = read_json(path)
-    try:
-        return ResultsFile.model_validate(data)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        raise ValueError(f"{path}: {dotted(error['loc']) or 'file'}: {error['msg']}") from None
-
-
 def validate_file(path: Path) -> list[str]:
     """The problems found, each `field: recorded X, recomputed Y`; an unreadable file raises instead."""
     data = read_json(path)

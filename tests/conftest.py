@@ -11,6 +11,11 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+# Two xdist workers on two cores: with a thread pool each, OpenMP spin-waits make every step crawl.
+# (With one thread, fp32 MKL matmul changes its K order between M < 4 and M >= 4 rows; tests rely on that.)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if torch.cuda.is_available():

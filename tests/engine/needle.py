@@ -37,7 +37,8 @@ def run_battery(model: str, dtype: str, mode: str, batch_sizes: tuple[int, ...],
                 preempt_blocks: int, tensor_parallel_size: int = 1) -> dict[str, Observation]:
     """Observations of the needle under each setting; 'alone' is the reference."""
     rng = random.Random(0)
-    engine = dict(dtype=dtype, mode=mode, max_num_seqs=64, tensor_parallel_size=tensor_parallel_size)
+    # max_model_len bounds each engine's KV cache: two xdist workers each hold a few engines at once
+    engine = dict(dtype=dtype, mode=mode, max_num_seqs=64, max_model_len=256, tensor_parallel_size=tensor_parallel_size)
     llm = LLM(model, **engine)
     vocab = llm.engine.source.config.vocab_size
     needle = random_prompt(rng, vocab, max_len // 2, max_len)
@@ -48,6 +49,7 @@ def run_battery(model: str, dtype: str, mode: str, batch_sizes: tuple[int, ...],
     score = llm.score([needle], [list(seen["alone"].token_ids)], PARAMS)[0]
     seen["score"] = Observation(seen["alone"].token_ids, tuple(score.logprobs))
     llm.close()  # each engine stops its tensor-parallel workers as soon as it is done
+    del llm
     no_prefix = LLM(model, enable_prefix_caching=False, **engine)
     seen["no_prefix_cache"] = needle_in_batch(no_prefix, needle, 4, rng, vocab, max_len)
     no_prefix.close()

@@ -1,21 +1,15 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-import torch
 import yaml
 from click.testing import CliRunner, Result
 from filelock import FileLock
 
 from bi_bench.harness.cli import main
-
-# Two xdist workers on two cores: with a thread pool each, OpenMP spin-waits make every step crawl.
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "suites" / "tiny.yaml"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bi_bench.harness.checks import CHECKS
-from bi_bench.harness.environment import slug
+from bi_bench.harness.results import slug
 from bi_bench.harness.metrics import case_metrics, verdict
 from bi_bench.harness.observations import Candidate, Group, Observation, group_digests
 from bi_bench.harness.results import (CaseResult, Environment, ModelRecord, ResultsFile, SuiteRecord, ThroughputRun,
