@@ -1,4 +1,4 @@
-"""End-to-end throughput: our engine (default and invariant) against Hugging Face generate, same prompts.
+"""End-to-end throughput: our engine (default, invariant, tp-invariant) against Hugging Face generate, same prompts.
 
     python benchmarks/throughput.py --model smollm2-135m --dtype bfloat16 --requests 64 --prompt-len 128 \
         --new-tokens 128 --out benchmarks/results/throughput.json
@@ -25,15 +25,18 @@ def make_prompts(vocab: int, count: int, length: int, seed: int) -> list[list[in
     return [[rng.randrange(3, vocab) for _ in range(length)] for _ in range(count)]
 
 
-def time_engine(model: str, dtype: str, mode: str, prompts: list[list[int]], new_tokens: int) -> dict:
-    llm = LLM(model, dtype=dtype, mode=mode, max_num_seqs=len(prompts))
+def time_engine(model: str, dtype: str, mode: str, tp: int, prompts: list[list[int]], new_tokens: int) -> dict:
+    llm = LLM(model, dtype=dtype, mode=mode, tensor_parallel_size=tp, max_num_seqs=len(prompts),
+              max_model_len=len(prompts[0]) + new_tokens)
     params = SamplingParams(temperature=0.0, max_tokens=new_tokens, ignore_eos=True)
     llm.generate(prompts[:2], SamplingParams(temperature=0.0, max_tokens=2))  # warm-up
     start = time.perf_counter()
     outputs = llm.generate(prompts, params)
     seconds = time.perf_counter() - start
     tokens = sum(len(o.token_ids) for o in outputs)
-    return {"engine": f"bi-bench {mode}", "kernels": llm.kernels, "seconds": seconds, "tokens": tokens,
+    kernels = llm.kernels
+    llm.close()
+    return {"engine": f"bi-bench {mode}", "tp": tp, "kernels": kernels, "seconds": seconds, "tokens": tokens,
             "tok_per_s": tokens / seconds}
 
 
@@ -56,23 +59,25 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=64)
     parser.add_argument("--prompt-len", type=int, default=128)
     parser.add_argument("--new-tokens", type=int, default=128)
-    parser.add_argument("--modes", default="default,invariant")
+    parser.add_argument("--modes", default="default,invariant,tp-invariant")
+    parser.add_argument("--tp", type=int, default=1, help="tensor-parallel degree of the engine runs")
     parser.add_argument("--skip-hf", action="store_true")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
     probe = LLM(args.model, dtype="float32", num_kv_blocks=1)
     prompts = make_prompts(probe.engine.source.config.vocab_size, args.requests, args.prompt_len, seed=0)
-    runs = [time_engine(args.model, args.dtype, mode, prompts, args.new_tokens) for mode in args.modes.split(",")]
+    runs = [time_engine(args.model, args.dtype, mode, args.tp, prompts, args.new_tokens) for mode in args.modes.split(",")]
     if not args.skip_hf and probe.engine.source.weights_dir is not None:
         runs.append(time_hf(probe.engine.source.weights_dir, args.dtype, prompts, args.new_tokens))
     by_engine = {run["engine"]: run for run in runs}
     ratios = {}
     if "hf generate" in by_engine and "bi-bench default" in by_engine:
         ratios["default_vs_hf_tok_per_s"] = by_engine["bi-bench default"]["tok_per_s"] / by_engine["hf generate"]["tok_per_s"]
-    if "bi-bench invariant" in by_engine and "bi-bench default" in by_engine:
-        ratios["invariant_vs_default_wall"] = (by_engine["bi-bench invariant"]["seconds"]
-                                               / by_engine["bi-bench default"]["seconds"])
+    for mode in ("invariant", "tp-invariant"):
+        if f"bi-bench {mode}" in by_engine and "bi-bench default" in by_engine:
+            ratios[f"{mode}_vs_default_wall"] = (by_engine[f"bi-bench {mode}"]["seconds"]
+                                                 / by_engine["bi-bench default"]["seconds"])
     report = {"workload": vars(args) | {"out": str(args.out) if args.out else None}, "runs": runs, "ratios": ratios,
               "hardware": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                            "torch": torch.__version__}}

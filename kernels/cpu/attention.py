@@ -22,21 +22,40 @@ def gather_context(cache: torch.Tensor, block_table: torch.Tensor, length: int) 
 
 
 @register("attention", "torch_sdpa", devices=("cpu", "cuda"), batch_invariant=False,
-          description="scaled_dot_product_attention per sequence: the backend picks its kernel from the shape",
+          description="scaled_dot_product_attention: decodes in one call with keys padded to the longest context, "
+                      "prefills per sequence; the backend picks its kernel from the shape",
           preferred_for=("default",))
 def attention_sdpa(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, meta: AttentionMetadata,
                    scale: float) -> torch.Tensor:
     out = torch.empty_like(q)
-    for b, (length, table) in enumerate(zip(meta.context_lens, meta.block_tables)):
-        start, end = meta.query_start[b], meta.query_start[b + 1]
-        keys = gather_context(k_cache, table, length).transpose(0, 1)
-        values = gather_context(v_cache, table, length).transpose(0, 1)
+    query_lens = meta.query_lens()
+    decodes = [b for b, n in enumerate(query_lens) if n == 1]
+    if decodes:
+        rows = torch.tensor([meta.query_start[b] for b in decodes])
+        out[rows] = _decode_sdpa(q[rows], k_cache, v_cache, meta, decodes, scale)
+    for b in (b for b, n in enumerate(query_lens) if n > 1):
+        start, end, length = meta.query_start[b], meta.query_start[b + 1], meta.context_lens[b]
+        keys = gather_context(k_cache, meta.block_tables[b], length).transpose(0, 1)
+        values = gather_context(v_cache, meta.block_tables[b], length).transpose(0, 1)
         positions = torch.arange(length - (end - start), length)
         mask = torch.arange(length)[None, :] <= positions[:, None]
         out[start:end] = F.scaled_dot_product_attention(
             q[start:end].transpose(0, 1), keys, values, attn_mask=mask, scale=scale, enable_gqa=True,
         ).transpose(0, 1)
     return out
+
+
+def _decode_sdpa(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, meta: AttentionMetadata,
+                 seqs: list[int], scale: float) -> torch.Tensor:
+    """One query per sequence, all sequences in one call: keys padded to the longest context and masked."""
+    lengths = torch.tensor([meta.context_lens[b] for b in seqs])
+    longest = int(lengths.max())
+    tables = meta.block_tables[seqs, :math.ceil(longest / k_cache.shape[1])].long().clamp(min=0)
+    keys = k_cache[tables].flatten(1, 2)[:, :longest].transpose(1, 2)  # [B, Hkv, L, D]
+    values = v_cache[tables].flatten(1, 2)[:, :longest].transpose(1, 2)
+    mask = (torch.arange(longest)[None, :] < lengths[:, None])[:, None, None, :]
+    return F.scaled_dot_product_attention(q[:, :, None], keys, values, attn_mask=mask, scale=scale,
+                                          enable_gqa=True)[:, :, 0]
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from bi_bench.kernels.cpu import primitives
+from bi_bench.kernels.cpu import primitives, upcast
 from bi_bench.kernels.cpu.tiling import pad_rows, row_tiled, split_count_from_rows
 from bi_bench.kernels.registry import register
 
@@ -21,6 +21,13 @@ def min_rows_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def _add_bias(out: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     return out if bias is None else out + bias
+
+
+@register("matmul", "fp32_accum", devices=("cpu",), batch_invariant=False, dtypes=upcast.HALF,
+          description="bf16/fp16 as an fp32 F.linear on cached fp32 weights, rounded once: for CPUs without "
+                      "native half-precision dot products", preferred_for=() if upcast.NATIVE_HALF_MATMUL else ("default",))
+def linear_fp32_accum(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    return F.linear(x.float(), upcast.fp32(weight), None if bias is None else upcast.fp32(bias)).to(x.dtype)
 
 
 @register("matmul", "torch", devices=("cpu", "cuda"), batch_invariant=False,
