@@ -35,7 +35,8 @@ def median_ms(fn: Callable[[], object], repeats: int) -> float:
 
 
 def bench_matmul(dtype: torch.dtype, repeats: int) -> list[dict]:
-    weight = torch.randn(INTERMEDIATE, HIDDEN).to(dtype)
+    # a Parameter, as in the engine: variants may cache a converted copy of a weight
+    weight = torch.nn.Parameter(torch.randn(INTERMEDIATE, HIDDEN).to(dtype), requires_grad=False)
     rows = []
     for m in M_BUCKETS:
         x = torch.randn(m, HIDDEN).to(dtype)

@@ -25,8 +25,9 @@ def make_prompts(vocab: int, count: int, length: int, seed: int) -> list[list[in
     return [[rng.randrange(3, vocab) for _ in range(length)] for _ in range(count)]
 
 
-def time_engine(model: str, dtype: str, mode: str, tp: int, prompts: list[list[int]], new_tokens: int) -> dict:
-    llm = LLM(model, dtype=dtype, mode=mode, tensor_parallel_size=tp, max_num_seqs=len(prompts),
+def time_engine(model: str, dtype: str, mode: str, tp: int, prompts: list[list[int]], new_tokens: int,
+                kernels: dict[str, str]) -> dict:
+    llm = LLM(model, dtype=dtype, mode=mode, tensor_parallel_size=tp, kernels=kernels, max_num_seqs=len(prompts),
               max_model_len=len(prompts[0]) + new_tokens)
     params = SamplingParams(temperature=0.0, max_tokens=new_tokens, ignore_eos=True)
     llm.generate(prompts[:2], SamplingParams(temperature=0.0, max_tokens=2))  # warm-up
@@ -36,7 +37,8 @@ def time_engine(model: str, dtype: str, mode: str, tp: int, prompts: list[list[i
     tokens = sum(len(o.token_ids) for o in outputs)
     kernels = llm.kernels
     llm.close()
-    return {"engine": f"bi-bench {mode}", "tp": tp, "kernels": kernels, "seconds": seconds, "tokens": tokens,
+    label = ",".join(f"{op}={name}" for op, name in kernels.items())
+    return {"engine": f"bi-bench {mode}" + (f" ({label})" if label else ""), "tp": tp, "kernels": kernels, "seconds": seconds, "tokens": tokens,
             "tok_per_s": tokens / seconds}
 
 
@@ -61,13 +63,19 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--modes", default="default,invariant,tp-invariant")
     parser.add_argument("--tp", type=int, default=1, help="tensor-parallel degree of the engine runs")
+    parser.add_argument("--kernels", default="", metavar="OP=VARIANT,...",
+                        help="also time default mode with these variants, e.g. matmul=torch")
     parser.add_argument("--skip-hf", action="store_true")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
     probe = LLM(args.model, dtype="float32", num_kv_blocks=1)
     prompts = make_prompts(probe.engine.source.config.vocab_size, args.requests, args.prompt_len, seed=0)
-    runs = [time_engine(args.model, args.dtype, mode, args.tp, prompts, args.new_tokens) for mode in args.modes.split(",")]
+    runs = [time_engine(args.model, args.dtype, mode, args.tp, prompts, args.new_tokens, {})
+            for mode in args.modes.split(",")]
+    if args.kernels:
+        overrides = dict(item.split("=", 1) for item in args.kernels.split(","))
+        runs.append(time_engine(args.model, args.dtype, "default", args.tp, prompts, args.new_tokens, overrides))
     if not args.skip_hf and probe.engine.source.weights_dir is not None:
         runs.append(time_hf(probe.engine.source.weights_dir, args.dtype, prompts, args.new_tokens))
     by_engine = {run["engine"]: run for run in runs}
