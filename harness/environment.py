@@ -15,7 +15,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 def environment(device: str) -> Environment:
     cpu = cpu_model()
-    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    cuda = torch.cuda.is_available()
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else []
     hardware = slug(f"cuda-{gpus[0]}") if device == "cuda" and gpus else slug(f"cpu-{cpu}")
     commit, dirty = git_state()
     return Environment(
@@ -25,6 +26,8 @@ def environment(device: str) -> Environment:
         hardware=hardware,
         python=platform.python_version(),
         torch=torch.__version__,
+        cuda=torch.version.cuda if cuda else None,
+        nvidia_driver=nvidia_driver() if cuda else None,
         triton=_version("triton"),
         transformers=_version("transformers") or "missing",
         bi_bench=_version("bi-bench") or "missing",
@@ -43,19 +46,29 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
-def git_state() -> tuple[str | None, bool | None]:
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return done.stdout if done.returncode == 0 else None
+def nvidia_driver() -> str | None:
+    """The driver version nvidia-smi reports for the first GPU; None without nvidia-smi (e.g. on ROCm)."""
+    versions = (_output("nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader") or "").split()
+    return versions[0] if versions else None
 
-    commit = git("rev-parse", "HEAD")
+
+def git_state(repo: Path = REPO) -> tuple[str | None, bool | None]:
+    """The checked-out commit and whether the tree differs from it: changed, staged or untracked files that git
+    does not ignore. (None, None) outside a git checkout."""
+    commit = _output("git", "-C", str(repo), "rev-parse", "HEAD")
     if commit is None:
         return None, None
-    status = git("status", "--porcelain", "--untracked-files=no")
+    status = _output("git", "-C", str(repo), "status", "--porcelain", "--untracked-files=normal")
     return commit.strip(), None if status is None else bool(status.strip())
+
+
+def _output(*command: str) -> str | None:
+    """The command's stdout, or None when it cannot run or fails."""
+    try:
+        done = subprocess.run(list(command), capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
 
 
 def _version(package: str) -> str | None:

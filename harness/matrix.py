@@ -3,10 +3,25 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import Any
 
 from bi_bench.harness.checks import CHECKS, CheckParams
-from bi_bench.harness.suite import ModelSpec
+from bi_bench.harness.suite import ModelSpec, Suite
 from bi_bench.harness.suite_loader import LoadedSuite
+
+KernelChoice = tuple[tuple[str, str], ...]  # requested variant per op; ops not named use the mode's pick
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One engine configuration of the matrix: mode x TP degree x kernel-variant combination."""
+
+    mode: str
+    tp: int
+    kernels: KernelChoice = ()
+
+    def engine_args(self) -> dict[str, Any]:
+        return dict(mode=self.mode, tensor_parallel_size=self.tp, kernels=dict(self.kernels))
 
 
 @dataclass(frozen=True)
@@ -15,7 +30,7 @@ class CaseSpec:
     check: str
     mode: str
     tp: int
-    kernels: tuple[tuple[str, str], ...]  # requested variant per op; ops not named use the mode's pick
+    kernels: KernelChoice
     params: CheckParams
 
     @property
@@ -27,18 +42,24 @@ class CaseSpec:
     def control(self) -> bool:
         return CHECKS[self.check].is_control(self.params)
 
+    @property
+    def setting(self) -> Setting:
+        return Setting(self.mode, self.tp, self.kernels)
+
+
+def settings(suite: Suite, model: ModelSpec) -> list[Setting]:
+    """Every engine configuration the model's cases run under, in matrix order."""
+    return [Setting(mode, tp, combo) for tp in model.tp for mode in suite.modes
+            for combo in _combinations(suite.kernels.get(mode, {}))]
+
 
 def expand(loaded: LoadedSuite, model: ModelSpec) -> list[CaseSpec]:
-    suite = loaded.suite
-    settings = [(tp, mode, combo) for tp in model.tp for mode in suite.modes
-                for combo in _combinations(suite.kernels.get(mode, {}))]
-    cases = [(tp, mode, combo, name, params) for tp, mode, combo in settings
-             for name, params in loaded.checks.items() if tp > 1 or not CHECKS[name].needs_tp]
-    return [CaseSpec(index, name, mode, tp, combo, params)
-            for index, (tp, mode, combo, name, params) in enumerate(cases)]
+    cases = [(setting, name, params) for setting in settings(loaded.suite, model)
+             for name, params in loaded.checks.items() if setting.tp > 1 or not CHECKS[name].needs_tp]
+    return [CaseSpec(index, name, s.mode, s.tp, s.kernels, params) for index, (s, name, params) in enumerate(cases)]
 
 
-def _combinations(axes: dict[str, list[str]]) -> list[tuple[tuple[str, str], ...]]:
+def _combinations(axes: dict[str, list[str]]) -> list[KernelChoice]:
     ops = list(axes)
     return [tuple(zip(ops, names)) for names in itertools.product(*(axes[op] for op in ops))]
 

@@ -1,4 +1,4 @@
-"""What was tested: the model's identity (revision or weights digest), architecture and size."""
+"""What was tested: the model's identity (revision or weights digest), architecture, size and logit precision."""
 from __future__ import annotations
 
 from bi_bench.engine import LLM
@@ -18,4 +18,5 @@ def model_record(llm: LLM) -> ModelRecord:
         architecture=(source.config.architectures or [source.config.model_type])[0],
         params_count=sum(p.numel() for p in llm.engine.runner.model.parameters()),  # tied: once
         synthetic_weights=source.synthetic_weights,
+        lm_head_fp32=llm.engine.config.lm_head_fp32,
     )

@@ -11,7 +11,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
 from rich.table import Table
 
 from bi_bench.harness.matrix import CaseSpec
-from bi_bench.harness.results import CaseResult, ResultsFile
+from bi_bench.harness.results import CaseResult, ResultsFile, overrides_text
 
 VERDICT_STYLE = {"pass": "green", "fail": "bold red", "diverged": "yellow", "equal": "cyan", "skipped": "dim"}
 
@@ -49,7 +49,7 @@ class ProgressReporter:
         self.progress.update(self.task, advance=1, rate=f"{self.tokens / max(self.seconds, 1e-9):.0f} tok/s")
 
     def throughput_started(self) -> None:
-        self.progress.update(self.task, description="throughput: default vs invariant")
+        self.progress.update(self.task, description="throughput: every setting, interleaved")
 
 
 def summary_table(path: Path, results: ResultsFile) -> Table:
@@ -61,15 +61,24 @@ def summary_table(path: Path, results: ResultsFile) -> Table:
         if case.verdict == "skipped":
             continue
         verdict = case.verdict + (" (control)" if case.mode == "default" and case.control else "")
-        table.add_row(case.check, case.mode, str(case.tp), _kernels(case),
+        table.add_row(case.check, case.mode, str(case.tp), kernels_text(case.kernel_overrides),
                       f"[{VERDICT_STYLE[case.verdict]}]{verdict}[/]", _dlogprob(case), _divergence(case))
     return table
 
 
-def _kernels(case: CaseResult) -> str:
-    if case.kernel_overrides:
-        return ", ".join(f"{op}={name}" for op, name in case.kernel_overrides.items())
-    return "mode's picks"
+def throughput_table(results: ResultsFile) -> Table:
+    t = results.throughput
+    table = Table(title=f"throughput ({t.prompts} prompts x {t.max_tokens} tokens)", title_justify="left")
+    for column in ("mode", "TP", "kernels", "tok/s", "overhead vs default at its TP"):
+        table.add_column(column)
+    for s in t.settings:
+        table.add_row(s.mode, str(s.tp), kernels_text(s.kernel_overrides), f"{s.tokens_per_s:.1f}",
+                      f"{s.overhead:.2f}x")
+    return table
+
+
+def kernels_text(overrides: dict[str, str]) -> str:
+    return overrides_text(overrides) or "mode's picks"
 
 
 def _dlogprob(case: CaseResult) -> str:
@@ -107,6 +116,7 @@ def print_summary(console: Console, path: Path, results: ResultsFile) -> None:
     console.print(f"claims held {s.claims_held}/{s.claims}, controls diverged {s.controls_diverged}/{s.controls}"
                   + f", skipped {s.verdicts['skipped']}; validated: {s.validated}"
                   + (" (synthetic weights)" if results.model.synthetic_weights else ""))
+    console.print(throughput_table(results))
     t = results.throughput
     console.print(f"throughput: default {t.default.tokens_per_s:.1f} tok/s, invariant "
                   f"{t.invariant.tokens_per_s:.1f} tok/s: invariant mode costs {t.overhead:.2f}x")

@@ -7,13 +7,13 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from bi_bench.harness.metrics import Metrics, Verdict
 from bi_bench.harness.observations import Group, GroupDigests, Record
 from bi_bench.harness.yaml_source import dotted
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: throughput per setting, environment.cuda and nvidia_driver, model.lm_head_fp32
 
 
 class CaseResult(Record):
@@ -50,6 +50,7 @@ class ModelRecord(Record):
     architecture: str
     params_count: int
     synthetic_weights: bool
+    lm_head_fp32: bool  # logits computed in fp32
 
 
 class Environment(Record):
@@ -59,6 +60,8 @@ class Environment(Record):
     hardware: str  # slug naming the results folder
     python: str
     torch: str
+    cuda: str | None  # torch.version.cuda where CUDA is available
+    nvidia_driver: str | None
     triton: str | None
     transformers: str
     bi_bench: str
@@ -66,8 +69,20 @@ class Environment(Record):
     git_dirty: bool | None
 
 
-class ThroughputRun(Record):
+SettingKey = tuple[str, int, tuple[tuple[str, str], ...]]  # mode, TP degree, sorted kernel overrides
+
+
+class RunSetting(Record):
     mode: str
+    tp: int
+    kernel_overrides: dict[str, str]  # the variants the suite asked for; {}: the mode's own picks
+
+    @property
+    def key(self) -> SettingKey:
+        return self.mode, self.tp, tuple(sorted(self.kernel_overrides.items()))
+
+
+class ThroughputRun(RunSetting):
     repeat: int
     tokens: int
     seconds: float
@@ -79,11 +94,16 @@ class ModeThroughput(Record):
     tokens_per_s: float
 
 
+class SettingThroughput(ModeThroughput, RunSetting):
+    overhead: float  # tokens/s of default mode at the same TP degree with its own kernels, over this setting's
+
+
 class Throughput(Record):
     prompts: int
     max_tokens: int
-    runs: list[ThroughputRun]  # in the order they ran: modes interleaved
-    default: ModeThroughput
+    runs: list[ThroughputRun]  # in the order they ran: the settings of one TP degree interleaved
+    settings: list[SettingThroughput]  # every setting measured, in the order it first ran
+    default: ModeThroughput  # headline: TP 1, each mode's own kernels
     invariant: ModeThroughput
     overhead: float  # default tokens/s over invariant tokens/s: how many times slower invariant mode is
 
@@ -101,7 +121,7 @@ class Summary(Record):
 
 
 class ResultsFile(Record):
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     run_id: str
     command: list[str]
     started_at: str
@@ -112,6 +132,14 @@ class ResultsFile(Record):
     cases: list[CaseResult]
     throughput: Throughput
     summary: Summary
+
+    @field_validator("schema_version", mode="before")
+    @classmethod
+    def _current_schema(cls, version: Any) -> Any:
+        if version != SCHEMA_VERSION:
+            raise ValueError(f"{version!r} is not {SCHEMA_VERSION}: the file was written by another bi-bench "
+                             f"version; rerun its suite to regenerate it")
+        return version
 
 
 def write_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -150,6 +178,11 @@ def load_results(path: Path) -> ResultsFile:
     except ValidationError as exc:
         error = exc.errors()[0]
         raise ValueError(f"{path}: {dotted(error['loc']) or 'file'}: {error['msg']}") from None
+
+
+def overrides_text(kernels: dict[str, str]) -> str:
+    """A kernels or kernel_overrides mapping as `op=variant` pairs, sorted by op ("" when empty)."""
+    return ", ".join(f"{op}={name}" for op, name in sorted(kernels.items()))
 
 
 def slug(text: str) -> str:

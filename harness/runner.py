@@ -104,7 +104,7 @@ def run_case(spec: CaseSpec, pool: EnginePool, loaded: LoadedSuite, prompts: Pro
     """The case's result and how many tokens it generated or scored."""
     suite = loaded.suite
     sampling = SamplingParams(**suite.sampling.model_dump())
-    case_args = dict(mode=spec.mode, tensor_parallel_size=spec.tp, kernels=dict(spec.kernels))
+    case_args = spec.setting.engine_args()
     contexts, groups, reason = [], [], None
     try:
         for needle in range(suite.workload.needles):

@@ -23,13 +23,13 @@ import plotly.offline
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from bi_bench.harness.metrics import Metrics, compare
-from bi_bench.harness.results import CaseResult, ResultsFile, load_results, slug
+from bi_bench.harness.results import CaseResult, ResultsFile, SettingThroughput, load_results, overrides_text, slug
 
 SITE = Path(__file__).resolve().parent.parent / "site"
 MARKER = ".bi-bench-site"  # marks a folder this module built, so a rebuild may empty it
 VERDICTS = ("pass", "fail", "diverged", "equal", "skipped")
 VERDICT_COLOURS = ("#1a7f37", "#cf222e", "#bf8700", "#0969da", "#afb8c1")
-MODE_COLOURS = {"default": "#e16f24", "invariant": "#0969da"}
+MODE_COLOURS = {"default": "#e16f24", "invariant": "#0969da", "tp-invariant": "#8250df"}
 CASE_COLUMNS = ("id", "check", "mode", "tp", "control", "verdict", "reason", "kernels", "kernel_overrides", "params")
 
 
@@ -142,7 +142,7 @@ def not_validated_because(results: ResultsFile) -> list[str]:
 
 def kernels_label(results: ResultsFile) -> str:
     overrides = {op: name for c in results.cases if c.verdict != "skipped" for op, name in c.kernel_overrides.items()}
-    return ", ".join(f"{op}={name}" for op, name in sorted(overrides.items())) or "each mode's kernels"
+    return overrides_text(overrides) or "each mode's kernels"
 
 
 # --- plotly figures -----------------------------------------------------------------------------------------
@@ -169,7 +169,7 @@ def base_layout(title: str, **extra: Any) -> dict[str, Any]:
 
 
 def matrix_column(case: CaseResult) -> str:
-    overrides = ", ".join(f"{op}={name}" for op, name in sorted(case.kernel_overrides.items()))
+    overrides = overrides_text(case.kernel_overrides)
     return plot_text(f"{case.mode} · TP {case.tp}" + (f" · {overrides}" if overrides else ""))
 
 
@@ -263,6 +263,30 @@ def throughput_bars(runs: list[Run]) -> go.Figure:
     return figure
 
 
+def setting_column(setting: SettingThroughput) -> str:
+    return plot_text(f"TP {setting.tp} · {overrides_text(setting.kernel_overrides) or 'own kernels'}")
+
+
+def throughput_by_setting(results: ResultsFile) -> go.Figure:
+    """Tokens/s per TP degree and kernel variants, a bar per mode, labelled with the overhead against default mode
+    at the same TP degree with its own kernels."""
+    settings = results.throughput.settings
+    columns = list(dict.fromkeys(setting_column(s) for s in settings))
+    figure = go.Figure()
+    for mode in dict.fromkeys(s.mode for s in settings):
+        of_mode = [s for s in settings if s.mode == mode]
+        figure.add_bar(name=plot_text(mode), x=[setting_column(s) for s in of_mode],
+                       y=[s.tokens_per_s for s in of_mode], text=[f"{s.overhead:.2f}×" for s in of_mode],
+                       textposition="outside", marker_color=MODE_COLOURS.get(mode),
+                       hovertemplate="%{x}: %{y:.1f} tokens/s, %{text} the time of default mode at this TP"
+                                     "<extra>%{fullData.name}</extra>")
+    figure.update_layout(base_layout("Throughput by TP degree and kernel variants (label: time relative to default "
+                                     "mode at the same TP)", barmode="group", height=420,
+                                     xaxis=dict(type="category", categoryorder="array", categoryarray=columns),
+                                     yaxis=dict(title="tokens/s")))
+    return figure
+
+
 # --- pages ----------------------------------------------------------------------------------------------------
 
 def jinja() -> Environment:
@@ -328,7 +352,8 @@ def model_context(model: Model) -> dict[str, Any]:
     featured = model.featured
     dlogprob, identical = dlogprob_by_position(featured.results)
     figures = dict(matrix=invariance_matrix(featured.results), dlogprob=dlogprob,
-                   first=first_divergence_histogram(featured.results), throughput=throughput_bars(model.runs))
+                   first=first_divergence_histogram(featured.results), settings=throughput_by_setting(featured.results),
+                   throughput=throughput_bars(model.runs))
     return dict(root="../", model=model, featured=featured, results=featured.results, identical=identical,
                 figures={name: figure_json(f) for name, f in figures.items()},
                 runs=[row(Model(model.key, [run]), []) for run in model.runs])

@@ -66,7 +66,8 @@ class Sampling(Strict):
 
 
 class Throughput(Strict):
-    """The same workload in default and invariant mode, runs interleaved."""
+    """The same workload under every mode x TP degree x kernel-variant setting (plus default and invariant mode at
+    TP 1), runs interleaved within each TP degree."""
 
     prompts: PositiveInt = 8
     max_tokens: PositiveInt = 16

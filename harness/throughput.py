@@ -1,48 +1,93 @@
-"""Tokens/s of one workload in default and invariant mode, runs interleaved so drift hits both alike."""
+"""Tokens/s of one workload under every setting of the matrix (mode x TP degree x kernel variants).
+
+Settings of one TP degree run interleaved, so drift hits them alike; each is compared with default mode at
+the same TP degree with its own kernels. Default vs invariant mode at TP 1 is the headline overhead.
+"""
 from __future__ import annotations
 
 import random
 import time
 
-from bi_bench.engine import SamplingParams
+from bi_bench.engine import LLM, SamplingParams
 from bi_bench.harness.engines import EnginePool, reset_prefix_cache
+from bi_bench.harness.matrix import Setting, settings
 from bi_bench.harness.prompts import PromptSource
-from bi_bench.harness.results import ModeThroughput, Throughput, ThroughputRun
-from bi_bench.harness.suite import Suite
+from bi_bench.harness.results import (ModeThroughput, RunSetting, SettingKey, SettingThroughput, Throughput,
+                                      ThroughputRun)
+from bi_bench.harness.suite import ModelSpec, Suite
 
-MODES = ("default", "invariant")
+HEADLINE = (Setting("default", 1), Setting("invariant", 1))
+Prompt = list[int]
+
+
+def throughput_settings(suite: Suite, model: ModelSpec) -> list[Setting]:
+    """The headline pair, each TP degree's baseline (default mode, its own kernels), then the matrix."""
+    baselines = [Setting("default", tp) for tp in model.tp]
+    return list(dict.fromkeys([*HEADLINE, *baselines, *settings(suite, model)]))
 
 
 def measure(pool: EnginePool, suite: Suite, prompts: PromptSource) -> Throughput:
-    settings = suite.throughput
+    config = suite.throughput
     rng = random.Random(f"{suite.workload.seed}/throughput")
-    batch = [prompts.draw(rng) for _ in range(settings.prompts)]
-    params = SamplingParams(**{**suite.sampling.model_dump(), "max_tokens": settings.max_tokens,
-                               "ignore_eos": True})
-    engines = {mode: pool.get(mode=mode) for mode in MODES}
+    batch = [prompts.draw(rng) for _ in range(config.prompts)]
+    params = SamplingParams(**{**suite.sampling.model_dump(), "max_tokens": config.max_tokens, "ignore_eos": True})
+    measured = throughput_settings(suite, pool.model)
+    runs = []
+    for tp in dict.fromkeys(setting.tp for setting in measured):
+        group = [setting for setting in measured if setting.tp == tp]
+        runs += interleaved(pool, group, batch, params, config.repeats)
+    return from_runs(config.prompts, config.max_tokens, runs)
+
+
+def interleaved(pool: EnginePool, group: list[Setting], batch: list[Prompt], params: SamplingParams,
+                repeats: int) -> list[ThroughputRun]:
+    """Every setting of `group` once per repeat, in order on even repeats and reversed on odd ones.
+
+    The group's engines are held at once (the pool may drop some; they live until this returns)."""
+    engines = {setting: pool.get(**setting.engine_args()) for setting in group}
     for llm in engines.values():
         llm.generate(batch, params)  # warm-up: first calls at each shape pay for allocation and lazy init
-    runs = []
-    for repeat in range(settings.repeats):
-        order = MODES if repeat % 2 == 0 else MODES[::-1]
-        for mode in order:
-            llm = engines[mode]
-            reset_prefix_cache(llm)
-            start = time.perf_counter()
-            outputs = llm.generate(batch, params)
-            seconds = time.perf_counter() - start
-            runs.append(ThroughputRun(mode=mode, repeat=repeat, tokens=sum(len(o.token_ids) for o in outputs),
-                                      seconds=seconds))
-    return from_runs(settings.prompts, settings.max_tokens, runs)
+    order = [group if repeat % 2 == 0 else group[::-1] for repeat in range(repeats)]
+    return [timed(engines[setting], setting, repeat, batch, params)
+            for repeat, settings_in_order in enumerate(order) for setting in settings_in_order]
+
+
+def timed(llm: LLM, setting: Setting, repeat: int, batch: list[Prompt], params: SamplingParams) -> ThroughputRun:
+    reset_prefix_cache(llm)
+    start = time.perf_counter()
+    outputs = llm.generate(batch, params)
+    seconds = time.perf_counter() - start
+    return ThroughputRun(mode=setting.mode, tp=setting.tp, kernel_overrides=dict(setting.kernels), repeat=repeat,
+                         tokens=sum(len(o.token_ids) for o in outputs), seconds=seconds)
 
 
 def from_runs(prompts: int, max_tokens: int, runs: list[ThroughputRun]) -> Throughput:
-    per_mode = {mode: _mode(runs, mode) for mode in MODES}
-    return Throughput(prompts=prompts, max_tokens=max_tokens, runs=runs, **per_mode,
-                      overhead=per_mode["default"].tokens_per_s / per_mode["invariant"].tokens_per_s)
+    """Every figure of the throughput section, from the raw runs; ValueError when a baseline has no runs."""
+    by_setting: dict[SettingKey, list[ThroughputRun]] = {}
+    for run in runs:
+        by_setting.setdefault(run.key, []).append(run)
+    totals = {key: _total(group) for key, group in by_setting.items()}
+    per_setting = [_figures(group[0], totals[key], _baseline(totals, "default", group[0].tp))
+                   for key, group in by_setting.items()]
+    default, invariant = (_baseline(totals, setting.mode, setting.tp) for setting in HEADLINE)
+    return Throughput(prompts=prompts, max_tokens=max_tokens, runs=runs, settings=per_setting, default=default,
+                      invariant=invariant, overhead=default.tokens_per_s / invariant.tokens_per_s)
 
 
-def _mode(runs: list[ThroughputRun], mode: str) -> ModeThroughput:
-    tokens = sum(r.tokens for r in runs if r.mode == mode)
-    seconds = sum(r.seconds for r in runs if r.mode == mode)
+def _figures(setting: RunSetting, total: ModeThroughput, baseline: ModeThroughput) -> SettingThroughput:
+    return SettingThroughput(**setting.model_dump(include=set(RunSetting.model_fields)), **total.model_dump(),
+                             overhead=baseline.tokens_per_s / total.tokens_per_s)
+
+
+def _baseline(totals: dict[SettingKey, ModeThroughput], mode: str, tp: int) -> ModeThroughput:
+    """The mode at this TP degree with its own kernels."""
+    try:
+        return totals[mode, tp, ()]
+    except KeyError:
+        raise ValueError(f"no runs in {mode} mode at TP {tp} with its own kernels") from None
+
+
+def _total(runs: list[ThroughputRun]) -> ModeThroughput:
+    tokens = sum(r.tokens for r in runs)
+    seconds = sum(r.seconds for r in runs)
     return ModeThroughput(tokens=tokens, seconds=seconds, tokens_per_s=tokens / seconds)

@@ -23,7 +23,9 @@ def validate_file(path: Path) -> list[str]:
     try:
         results = ResultsFile.model_validate(data)
     except ValidationError as exc:
-        return [f"{dotted(e['loc']) or 'file'}: {e['msg']}" for e in exc.errors()]
+        errors = exc.errors()
+        other_schema = [e for e in errors if e["loc"] == ("schema_version",)]  # its other fields mean other things
+        return [f"{dotted(e['loc']) or 'file'}: {e['msg']}" for e in other_schema or errors]
     return recompute(results)
 
 
@@ -40,7 +42,9 @@ def recompute(results: ResultsFile) -> list[str]:
     try:
         expected = from_runs(t.prompts, t.max_tokens, t.runs)
     except ZeroDivisionError:
-        return [*problems, "throughput.runs: a mode has no tokens or no time"]
+        return [*problems, "throughput.runs: a setting has no tokens or no time"]
+    except ValueError as exc:
+        return [*problems, f"throughput.runs: {exc}"]
     return problems + differences(t.model_dump(), expected.model_dump(), "throughput")
 
 

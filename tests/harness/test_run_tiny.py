@@ -38,6 +38,11 @@ def test_results_file_records_run(tiny_run: tuple[int, Path]) -> None:
     throughput = data["throughput"]
     assert throughput["default"]["tokens_per_s"] > 0 and throughput["invariant"]["tokens_per_s"] > 0
     assert [r["mode"] for r in throughput["runs"]] == ["default", "invariant"]
+    assert [(s["mode"], s["tp"], s["kernel_overrides"]) for s in throughput["settings"]] == [
+        ("default", 1, {}), ("invariant", 1, {})]
+    assert throughput["settings"][1]["overhead"] == throughput["overhead"]
+    assert data["model"]["lm_head_fp32"] is data["suite"]["config"]["models"][0]["lm_head_fp32"] is False
+    assert data["environment"]["cuda"] is None and data["environment"]["nvidia_driver"] is None  # a CPU run
     case = next(c for c in data["cases"] if c["id"] == "batch_size/invariant/tp1")
     assert case["kernels"]["matmul"] == "cpu_min_rows"
 

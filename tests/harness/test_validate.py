@@ -60,6 +60,46 @@ def test_edited_summary_figure_is_named(copy_results: Callable[[], Path], where:
     assert f"{section}.{field}: recorded" in result.output
 
 
+@pytest.mark.parametrize("field", ["tokens", "seconds", "tokens_per_s", "overhead"])
+def test_edited_setting_throughput_is_named(copy_results: Callable[[], Path], field: str) -> None:
+    path = copy_results()
+    edit(path, lambda d: (setting := d["throughput"]["settings"][1]).__setitem__(field, changed(setting[field])))
+    result = invoke("validate", path)
+    assert result.exit_code == 1
+    assert f"throughput.settings[1].{field}: recorded" in result.output
+
+
+def test_edited_throughput_run_is_recomputed(copy_results: Callable[[], Path]) -> None:
+    path = copy_results()
+    edit(path, lambda d: d["throughput"]["runs"][1].__setitem__("seconds", d["throughput"]["runs"][1]["seconds"] * 2))
+    output = invoke("validate", path).output
+    assert "throughput.settings[1].tokens_per_s: recorded" in output and "throughput.overhead: recorded" in output
+
+
+def test_runs_without_a_baseline_are_named(copy_results: Callable[[], Path]) -> None:
+    path = copy_results()
+    edit(path, lambda d: [run.__setitem__("kernel_overrides", {"matmul": "split_k"}) for run in d["throughput"]["runs"]
+                          if run["mode"] == "default"])
+    result = invoke("validate", path)
+    assert result.exit_code == 1
+    assert "throughput.runs: no runs in default mode at TP 1 with its own kernels" in result.output
+
+
+def test_older_schema_is_named_with_what_to_do(copy_results: Callable[[], Path]) -> None:
+    """One line, not one per field whose meaning changed since."""
+    path = copy_results()
+
+    def as_schema_1(data: dict[str, Any]) -> None:
+        data["schema_version"] = 1
+        del data["model"]["lm_head_fp32"]
+
+    edit(path, as_schema_1)
+    result = invoke("validate", path)
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1
+    assert "schema_version: Value error, 1 is not 2" in result.output and "rerun its suite" in result.output
+
+
 def test_edited_observation_breaks_digest_and_metrics(copy_results: Callable[[], Path]) -> None:
     path = copy_results()
     index = next(i for i, c in enumerate(load(path)["cases"]) if c["verdict"] == "pass")

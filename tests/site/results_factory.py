@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from bi_bench.harness.checks import CHECKS
-from bi_bench.harness.results import slug
 from bi_bench.harness.metrics import case_metrics, verdict
 from bi_bench.harness.observations import Candidate, Group, Observation, group_digests
 from bi_bench.harness.results import (CaseResult, Environment, ModelRecord, ResultsFile, SuiteRecord, ThroughputRun,
-                                      save)
+                                      save, slug)
 from bi_bench.harness.summary import summarize
 from bi_bench.harness.throughput import from_runs
 
@@ -17,6 +16,10 @@ CHECK_NAMES = ("batch_size", "order", "prefix_cache", "repeat", "unique_completi
 TOKENS = 6
 INVARIANT_KERNELS = {"matmul": "cpu_min_rows", "rmsnorm": "cpu_tiled"}
 DEFAULT_KERNELS = {"matmul": "torch", "rmsnorm": "torch"}
+TimedSetting = tuple[str, int, dict[str, str], float]  # mode, TP degree, kernel overrides, seconds per 64 tokens
+SETTINGS: tuple[TimedSetting, ...] = (  # beyond the TP 1 headline: several kernel variants and TP degrees
+    ("default", 2, {}, 0.6), ("invariant", 2, {}, 1.5), ("default", 1, {"matmul": "split_k"}, 1.25),
+    ("invariant", 1, {"matmul": "cpu_min_rows"}, 2.5))
 
 
 def observation(shift: float, from_position: int) -> Observation:
@@ -59,22 +62,31 @@ def cases(failing: str | None, skip_tp2: bool) -> list[CaseResult]:
     return made
 
 
+def throughput_runs(invariant_seconds: float, settings: tuple[TimedSetting, ...] = ()) -> list[ThroughputRun]:
+    """The headline pair at TP 1, then `settings`; two repeats, each in the other order."""
+    measured = [("default", 1, {}, 1.0), ("invariant", 1, {}, invariant_seconds), *settings]
+    return [ThroughputRun(mode=mode, tp=tp, kernel_overrides=overrides, repeat=repeat, tokens=64,
+                          seconds=seconds * (1 + repeat / 10))
+            for repeat in range(2) for mode, tp, overrides, seconds in (measured[::-1] if repeat else measured)]
+
+
 def make_results(model_id: str, *, synthetic: bool = False, hardware: str = "cpu-test-chip",
                  failing: str | None = None, skip_tp2: bool = False, run_id: str = "suite-20260101T000000Z",
                  finished_at: str = "2026-01-01T00:10:00+00:00", params_count: int = 135_000_000,
-                 invariant_seconds: float = 2.0) -> ResultsFile:
+                 invariant_seconds: float = 2.0, settings: tuple[TimedSetting, ...] = ()) -> ResultsFile:
     made = cases(failing, skip_tp2)
-    runs = [ThroughputRun(mode="default", repeat=0, tokens=64, seconds=1.0),
-            ThroughputRun(mode="invariant", repeat=0, tokens=64, seconds=invariant_seconds)]
+    runs = throughput_runs(invariant_seconds, settings)
     return ResultsFile(
         run_id=run_id, command=["/x/.venv/bin/bi-bench", "run", "suites/test.yaml"], started_at=finished_at,
         finished_at=finished_at,
         suite=SuiteRecord(name="test", path="suites/test.yaml", sha256="ab" * 32, config={}, shard=None, quick=False),
         model=ModelRecord(id=model_id, dtype="bfloat16", revision=None, weights_sha256=None if synthetic else "cd" * 32,
-                          architecture="LlamaForCausalLM", params_count=params_count, synthetic_weights=synthetic),
+                          architecture="LlamaForCausalLM", params_count=params_count, synthetic_weights=synthetic,
+                          lm_head_fp32=False),
         environment=Environment(device="cpu", devices=["cpu"], cpu_model="Test Chip", hardware=hardware,
-                                python="3.11.7", torch="2.13.0+cpu", triton=None, transformers="5.0.0",
-                                bi_bench="0.1.0", git_commit="0123456789abcdef" * 2 + "01234567", git_dirty=False),
+                                python="3.11.7", torch="2.13.0+cpu", cuda=None, nvidia_driver=None, triton=None,
+                                transformers="5.0.0", bi_bench="0.1.0", git_commit="0123456789abcdef" * 2 + "01234567",
+                                git_dirty=False),
         cases=made, throughput=from_runs(4, 16, runs), summary=summarize(made, synthetic, complete=True))
 
 
@@ -109,7 +121,7 @@ def write_leaderboard(root: Path) -> Path:
     made = [
         make_results(VALIDATED[0], params_count=135_000_000, invariant_seconds=1.5),
         make_results(VALIDATED[0], hardware="cuda-nvidia-h100", run_id="suite-20260102T000000Z",
-                     finished_at="2026-01-02T00:00:00+00:00", invariant_seconds=1.2),
+                     finished_at="2026-01-02T00:00:00+00:00", invariant_seconds=1.2, settings=SETTINGS),
         make_results(VALIDATED[1], params_count=600_000_000, invariant_seconds=1.8),
         hostile(make_results("placeholder", params_count=7_000_000_000, invariant_seconds=2.5)),
         make_results("meta-llama/Llama-3.2-1B", params_count=1_230_000_000, failing="order"),

@@ -95,8 +95,8 @@ def test_model_page_draws_its_plots(page: Page, index: Path, errors: list[str], 
     model_page = next((index.parent / "models").glob("huggingfacetb-*.html"))
     page.goto(model_page.as_uri())
     page.wait_for_selector(".plot .main-svg")
-    assert page.locator(".plot").count() == 4
-    assert page.locator(".plot svg.main-svg").count() >= 4
+    assert page.locator(".plot").count() == 5
+    assert page.locator(".plot svg.main-svg").count() >= 5
     assert page.locator(".plot .bars path").count() >= 4  # the throughput and first-divergence bars
     assert errors == []
     screenshot = tmp_path / "model-page.png"

@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import csv
+import html
+import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
 from bi_bench.harness.site import build, check_badge, group_models, index_context, load_all, reproduce_lines
 from bi_bench.harness.site_cli import site
-from results_factory import VALIDATED, make_results, write, write_leaderboard
+from results_factory import SETTINGS, VALIDATED, make_results, write, write_leaderboard
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +45,29 @@ def test_figure_data_lives_in_attributes_not_scripts(built: Path) -> None:
     page = next((built / "models").glob("img-src-x-onerror*.html")).read_text()
     scripts = re.findall(r"<script[^>]*>(.*?)</script>", page, re.S)
     assert all("pwned" not in script for script in scripts)
-    assert page.count('data-figure="') == 4
+    assert page.count('data-figure="') == 5
     assert "&lt;/script&gt;&lt;script&gt;window.__pwned=2" in page
+
+
+def figures(page: str) -> list[dict[str, Any]]:
+    return [json.loads(html.unescape(raw)) for raw in re.findall(r'data-figure="([^"]*)"', page)]
+
+
+def test_model_page_plots_throughput_per_kernel_variant_and_tp_degree(tmp_path: Path) -> None:
+    write(make_results("org/model", settings=SETTINGS), tmp_path / "results")
+    out = build(tmp_path / "results", tmp_path / "out").parent
+    [plot] = [f for f in figures((out / "models" / "org-model-bfloat16.html").read_text())
+              if f["layout"]["title"]["text"].startswith("Throughput by TP degree")]
+    bars = {trace["name"]: dict(zip(trace["x"], trace["text"])) for trace in plot["data"]}
+    assert all(trace["type"] == "bar" for trace in plot["data"])
+    assert bars == {"default": {"TP 1 · own kernels": "1.00×", "TP 2 · own kernels": "1.00×",
+                                "TP 1 · matmul=split_k": "1.25×"},
+                    "invariant": {"TP 1 · own kernels": "2.00×", "TP 2 · own kernels": "2.50×",
+                                  "TP 1 · matmul=cpu_min_rows": "2.50×"}}
+    assert plot["layout"]["xaxis"]["categoryarray"][:3] == ["TP 1 · own kernels", "TP 2 · own kernels",
+                                                           "TP 1 · matmul=split_k"]
+    [run_page] = (out / "runs").rglob("*.html")
+    assert section(run_page.read_text(), "throughput").count("<tr>") == 1 + 2 + len(SETTINGS)
 
 
 def test_only_real_validated_models_lead(built: Path) -> None:
