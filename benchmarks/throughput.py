@@ -35,11 +35,11 @@ def time_engine(model: str, dtype: str, mode: str, tp: int, prompts: list[list[i
     outputs = llm.generate(prompts, params)
     seconds = time.perf_counter() - start
     tokens = sum(len(o.token_ids) for o in outputs)
-    kernels = llm.kernels
+    chosen = llm.kernels
     llm.close()
-    label = ",".join(f"{op}={name}" for op, name in kernels.items())
-    return {"engine": f"bi-bench {mode}" + (f" ({label})" if label else ""), "tp": tp, "kernels": kernels, "seconds": seconds, "tokens": tokens,
-            "tok_per_s": tokens / seconds}
+    name = f"bi-bench {mode}" + (" " + ",".join(f"{op}={v}" for op, v in kernels.items()) if kernels else "")
+    return {"engine": name, "mode": mode, "overrides": kernels, "tp": tp, "kernels": chosen, "seconds": seconds,
+            "tokens": tokens, "tok_per_s": tokens / seconds}
 
 
 def time_hf(weights_dir: Path, dtype: str, prompts: list[list[int]], new_tokens: int) -> dict:
@@ -52,6 +52,21 @@ def time_hf(weights_dir: Path, dtype: str, prompts: list[list[int]], new_tokens:
     seconds = time.perf_counter() - start
     tokens = (out.shape[1] - ids.shape[1]) * ids.shape[0]
     return {"engine": "hf generate", "seconds": seconds, "tokens": tokens, "tok_per_s": tokens / seconds}
+
+
+def side_by_side(runs: list[dict]) -> dict[str, float]:
+    """Each run against our default mode (default kernels): tok/s over HF generate, wall time over default."""
+    by_engine = {run["engine"]: run for run in runs}
+    default = by_engine.get("bi-bench default")
+    if default is None:
+        return {}
+    ratios = {}
+    if "hf generate" in by_engine:
+        ratios["default_vs_hf_tok_per_s"] = default["tok_per_s"] / by_engine["hf generate"]["tok_per_s"]
+    for run in runs:
+        if run["engine"] not in ("hf generate", "bi-bench default"):
+            ratios[f"{run['engine'].removeprefix('bi-bench ')}_vs_default_wall"] = run["seconds"] / default["seconds"]
+    return ratios
 
 
 def main() -> None:
@@ -78,19 +93,12 @@ def main() -> None:
         runs.append(time_engine(args.model, args.dtype, "default", args.tp, prompts, args.new_tokens, overrides))
     if not args.skip_hf and probe.engine.source.weights_dir is not None:
         runs.append(time_hf(probe.engine.source.weights_dir, args.dtype, prompts, args.new_tokens))
-    by_engine = {run["engine"]: run for run in runs}
-    ratios = {}
-    if "hf generate" in by_engine and "bi-bench default" in by_engine:
-        ratios["default_vs_hf_tok_per_s"] = by_engine["bi-bench default"]["tok_per_s"] / by_engine["hf generate"]["tok_per_s"]
-    for mode in ("invariant", "tp-invariant"):
-        if f"bi-bench {mode}" in by_engine and "bi-bench default" in by_engine:
-            ratios[f"{mode}_vs_default_wall"] = (by_engine[f"bi-bench {mode}"]["seconds"]
-                                                 / by_engine["bi-bench default"]["seconds"])
+    ratios = side_by_side(runs)
     report = {"workload": vars(args) | {"out": str(args.out) if args.out else None}, "runs": runs, "ratios": ratios,
               "hardware": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                            "torch": torch.__version__}}
     for run in runs:
-        print(f"{run['engine']:<22} {run['tokens']:>7} tokens {run['seconds']:>8.1f} s {run['tok_per_s']:>9.1f} tok/s")
+        print(f"{run['engine']:<32} {run['tokens']:>7} tokens {run['seconds']:>8.1f} s {run['tok_per_s']:>9.1f} tok/s")
     for name, value in ratios.items():
         print(f"{name}: {value:.2f}x")
     if args.out:

@@ -15,8 +15,8 @@ import torch
 from bi_bench.kernels.attention_metadata import AttentionMetadata
 from bi_bench.kernels.cpu import primitives
 from bi_bench.kernels.cpu.attention import SPLIT_KEYS, split_attention
+from bi_bench.kernels.cpu.halving import halving_mean
 from bi_bench.kernels.cpu.matmul import MIN_ROWS, min_rows_mm
-from bi_bench.kernels.cpu.rmsnorm import TILE_ROWS as MEAN_TILE_ROWS
 from bi_bench.kernels.cpu.tiling import pad_rows, row_tiled
 from bi_bench.kernels.cpu.log_softmax import TILE_ROWS as LOG_SOFTMAX_TILE_ROWS
 
@@ -57,7 +57,7 @@ def _mean_dim(x: torch.Tensor, dim: list[int] | None, keepdim: bool = False, *,
         out = x.new_empty(())
         return torch.ops.aten.mean.out(x, dim, keepdim, dtype=dtype, out=out)
     axis = dim[0] % x.dim()
-    out = _last_dim_rows(lambda tile: primitives.mean_last(tile, dtype), x, axis, MEAN_TILE_ROWS)
+    out = halving_mean(x.movedim(axis, -1), dtype).movedim(-1, axis)
     return out if keepdim else out.squeeze(axis)
 
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 import torch
 
 from bi_bench.kernels.cpu import primitives
-from bi_bench.kernels.cpu.tiling import row_tiled, split_count_from_rows
+from bi_bench.kernels.cpu.halving import halving_mean
+from bi_bench.kernels.cpu.tiling import split_count_from_rows
 from bi_bench.kernels.registry import register
-
-TILE_ROWS = 16
 
 
 def _residual_add(x: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
@@ -19,26 +18,22 @@ def _normalize(x: torch.Tensor, weight: torch.Tensor, mean_square: torch.Tensor,
     return weight * h.to(x.dtype)
 
 
-def _rmsnorm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    return _normalize(x, weight, primitives.mean_last(x.float().pow(2)), eps)
-
-
 @register("rmsnorm", "torch", devices=("cpu", "cuda"), batch_invariant=False,
           description="torch ops on the whole batch: the reduction may be split across threads by shape",
           preferred_for=("default",))
 def rmsnorm_torch(x: torch.Tensor, weight: torch.Tensor, eps: float,
                   residual: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     x = _residual_add(x, residual)
-    return _rmsnorm(x, weight, eps), x
+    return _normalize(x, weight, primitives.mean_last(x.float().pow(2)), eps), x
 
 
-@register("rmsnorm", "cpu_tiled", devices=("cpu",), batch_invariant=True,
-          description=f"{TILE_ROWS}-row tiles: each row reduced by the same fixed-shape call",
+@register("rmsnorm", "cpu_halving", devices=("cpu",), batch_invariant=True,
+          description="mean of squares by pairwise halving: elementwise adds in one fixed order per row",
           preferred_for=("invariant",))
-def rmsnorm_tiled(x: torch.Tensor, weight: torch.Tensor, eps: float,
-                  residual: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def rmsnorm_halving(x: torch.Tensor, weight: torch.Tensor, eps: float,
+                    residual: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     x = _residual_add(x, residual)
-    return row_tiled(lambda tile: _rmsnorm(tile, weight, eps), x, TILE_ROWS), x
+    return _normalize(x, weight, halving_mean(x.float().pow(2)), eps), x
 
 
 @register("rmsnorm", "split", devices=("cpu", "cuda"), batch_invariant=False,

@@ -14,7 +14,7 @@ from bi_bench.harness.throughput import from_runs
 
 CHECK_NAMES = ("batch_size", "order", "prefix_cache", "repeat", "unique_completions")
 TOKENS = 6
-INVARIANT_KERNELS = {"matmul": "cpu_min_rows", "rmsnorm": "cpu_tiled"}
+INVARIANT_KERNELS = {"matmul": "cpu_min_rows", "rmsnorm": "cpu_halving"}
 DEFAULT_KERNELS = {"matmul": "torch", "rmsnorm": "torch"}
 TimedSetting = tuple[str, int, dict[str, str], float]  # mode, TP degree, kernel overrides, seconds per 64 tokens
 SETTINGS: tuple[TimedSetting, ...] = (  # beyond the TP 1 headline: several kernel variants and TP degrees
