@@ -14,8 +14,8 @@ import torch
 
 from bi_bench.kernels.attention_metadata import AttentionMetadata
 from bi_bench.kernels.cpu import primitives
-from bi_bench.kernels.cpu.attention import SPLIT_KEYS, split_attention
 from bi_bench.kernels.cpu.halving import halving_mean
+from bi_bench.kernels.cpu.row_attention import attention_row_program
 from bi_bench.kernels.cpu.matmul import MIN_ROWS, min_rows_mm
 from bi_bench.kernels.cpu.tiling import pad_rows, row_tiled
 from bi_bench.kernels.cpu.log_softmax import TILE_ROWS as LOG_SOFTMAX_TILE_ROWS
@@ -64,7 +64,7 @@ def _mean_dim(x: torch.Tensor, dim: list[int] | None, keepdim: bool = False, *,
 def attention_forward(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                       attention_mask: torch.Tensor | None, scaling: float | None = None, dropout: float = 0.0,
                       **kwargs) -> tuple[torch.Tensor, None]:
-    """Causal attention over unpadded sequences with the engine's fixed-split kernel.
+    """Causal attention over unpadded sequences with the engine's invariant kernel (one program per row).
 
     query [B, H, S, D]; key/value [B, Hkv, S, D]. Each sequence's keys become a block table of
     ATTENTION_BLOCK-token blocks, so the arithmetic is the engine's own, row for row.
@@ -83,7 +83,7 @@ def attention_forward(module: torch.nn.Module, query: torch.Tensor, key: torch.T
     tables = torch.arange(batch * blocks, dtype=torch.int32).view(batch, blocks)
     meta = AttentionMetadata([b * length for b in range(batch + 1)], [length] * batch, tables, ATTENTION_BLOCK)
     q = query.transpose(1, 2).reshape(batch * length, heads, head_dim)
-    out = split_attention(q, paged(key), paged(value), meta, scaling or head_dim ** -0.5, SPLIT_KEYS)
+    out = attention_row_program(q, paged(key), paged(value), meta, scaling or head_dim ** -0.5)
     return out.view(batch, length, heads, head_dim), None
 
 

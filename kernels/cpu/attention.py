@@ -105,8 +105,10 @@ def tile_plan(meta: AttentionMetadata, group: int) -> TilePlan:
     return plan
 
 
-def _split_context(cache: torch.Tensor, tables: torch.Tensor, num_splits: int, split_keys: int) -> torch.Tensor:
-    """The cached keys (or values) of each block table, cut into splits: [N, Hkv, S, split_keys, D] fp32.
+def _split_context(cache: torch.Tensor, tables: torch.Tensor, num_splits: int, split_keys: int,
+                   transposed: bool = False) -> torch.Tensor:
+    """The cached keys (or values) of each block table, cut into splits, in fp32: [N, Hkv, S, split_keys, D],
+    or [N, Hkv, S, D, split_keys] when `transposed` (keys, laid out for the score product).
 
     Table pads and blocks past a table's end read block 0: finite values whose weights are exact zeros.
     """
@@ -115,7 +117,8 @@ def _split_context(cache: torch.Tensor, tables: torch.Tensor, num_splits: int, s
     if blocks.shape[1] < blocks_needed:
         blocks = F.pad(blocks, (0, blocks_needed - blocks.shape[1]))
     gathered = gather_blocks(cache, blocks).view(len(tables), num_splits, split_keys, *cache.shape[2:])
-    return gathered.permute(0, 3, 1, 2, 4).to(torch.float32, memory_format=torch.contiguous_format)
+    order = (0, 3, 1, 4, 2) if transposed else (0, 3, 1, 2, 4)
+    return gathered.permute(order).to(torch.float32, memory_format=torch.contiguous_format)
 
 
 def _tile_chunks(num_tiles: int, tile_bytes: int) -> list[slice]:
@@ -124,13 +127,14 @@ def _tile_chunks(num_tiles: int, tile_bytes: int) -> list[slice]:
     return [slice(start, start + per_chunk) for start in range(0, num_tiles, per_chunk)]
 
 
-def _attend(tiles: torch.Tensor, positions: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+def _attend(tiles: torch.Tensor, positions: torch.Tensor, keys_t: torch.Tensor, values: torch.Tensor,
             scale: float) -> torch.Tensor:
-    """tiles [N, Hkv, R, D] against their sequences' splits [N, Hkv, S, split, D] -> [N, Hkv, R, D]."""
-    num_splits, split_keys = keys.shape[2:4]
+    """tiles [N, Hkv, R, D] against their sequences' splits (keys_t [N, Hkv, S, D, split], values
+    [N, Hkv, S, split, D]) -> [N, Hkv, R, D]."""
+    num_splits, split_keys = values.shape[2:4]
     key_pos = torch.arange(num_splits * split_keys).view(num_splits, split_keys)
     masked = (key_pos[None, None, :, None, :] > positions[:, None, None, :, None])
-    scores = torch.matmul(tiles[:, :, None], keys.transpose(-1, -2)) * scale  # [N, Hkv, S, R, split]
+    scores = torch.matmul(tiles[:, :, None], keys_t) * scale  # [N, Hkv, S, R, split]
     scores = scores.masked_fill(masked, -math.inf)
     weights = torch.exp(scores - scores.amax(dim=(2, 4), keepdim=True))
     # A contiguous last-dim sum this small always runs serially per row, so its order is fixed.
@@ -162,7 +166,7 @@ def split_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
     tiles = grouped[plan.token, :, plan.head].permute(0, 2, 1, 3).float()  # [N, Hkv, TILE_ROWS, D]
     tile_bytes = 4 * num_kv_heads * num_splits * split_keys * (2 * head_dim + 2 * TILE_ROWS)
     out_rows = torch.cat([_attend(tiles[chunk], plan.position[chunk],
-                                  _split_context(k_cache, tables[chunk], num_splits, split_keys),
+                                  _split_context(k_cache, tables[chunk], num_splits, split_keys, transposed=True),
                                   _split_context(v_cache, tables[chunk], num_splits, split_keys), scale)
                           for chunk in _tile_chunks(len(tiles), tile_bytes)])
     out_rows = out_rows.permute(0, 2, 1, 3)  # [N, TILE_ROWS, Hkv, D]
@@ -173,7 +177,7 @@ def split_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
 
 @register("attention", "cpu_fixed_split", devices=("cpu",), batch_invariant=True,
           description=f"{SPLIT_KEYS}-key splits and {TILE_ROWS}-row query tiles, merged in position order: "
-                      "one path for prefill, decode, chunked and cached tokens", preferred_for=("invariant",))
+                      "one path for prefill, decode, chunked and cached tokens; differentiable")
 def attention_fixed_split(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, meta: AttentionMetadata,
                           scale: float) -> torch.Tensor:
     return split_attention(q, k_cache, v_cache, meta, scale, max(SPLIT_KEYS, k_cache.shape[1]))

@@ -1,0 +1,70 @@
+"""Paged attention with one C++ program per (query token, head): batch-invariant by construction.
+
+Each row walks its own keys in position order (fixed-order dot products, an exact max, exp-weighted sums in key
+order), so its bits cannot depend on the batch, the chunking, the cache or whether it is a prefill or a decode
+row; and it reads the block cache in place, with none of the padding of fixed-shape tiles. The source is built
+once per machine by torch's extension loader and cached. Backward (for `batch_invariant_mode`) differentiates
+the torch fixed-split kernel: gradients need not be bitwise.
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import torch
+
+from bi_bench.kernels.attention_metadata import AttentionMetadata
+from bi_bench.kernels.cpu.attention import SPLIT_KEYS, split_attention
+from bi_bench.kernels.registry import register
+
+SOURCE = Path(__file__).with_name("csrc") / "row_attention.cpp"
+# fp-contract off: every multiply and add rounds on its own, whatever the compiler vectorizes or peels
+COMPILE_FLAGS = ["-O3", "-march=native", "-ffp-contract=off"]
+
+
+@functools.cache
+def extension():
+    from torch.utils.cpp_extension import load
+
+    return load("bi_bench_row_attention", [str(SOURCE)], extra_cflags=COMPILE_FLAGS)
+
+
+def row_layout(meta: AttentionMetadata) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each query token's sequence and how many keys it sees (its position + 1), memoized for the step."""
+    if "rows" not in meta.plans:
+        seqs, keys = [], []
+        for b, (count, length) in enumerate(zip(meta.query_lens(), meta.context_lens)):
+            seqs.extend([b] * count)
+            keys.extend(range(length - count + 1, length + 1))
+        meta.plans["rows"] = (torch.tensor(seqs, dtype=torch.int64), torch.tensor(keys, dtype=torch.int64))
+    return meta.plans["rows"]
+
+
+class _RowAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, meta: AttentionMetadata,
+                scale: float) -> torch.Tensor:
+        ctx.save_for_backward(q, k_cache, v_cache)
+        ctx.meta, ctx.scale = meta, scale
+        row_seq, row_keys = row_layout(meta)
+        out = extension().row_attention(q.float().contiguous(), k_cache.contiguous(), v_cache.contiguous(),
+                                         row_seq, row_keys, meta.block_tables.to(torch.int32), scale)
+        return out.to(q.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        inputs = [t.detach().requires_grad_(t.requires_grad) for t in ctx.saved_tensors]
+        with torch.enable_grad():
+            out = split_attention(*inputs, ctx.meta, ctx.scale, max(SPLIT_KEYS, inputs[1].shape[1]))
+        wanted = [t for t in inputs if t.requires_grad]
+        grads = iter(torch.autograd.grad(out, wanted, grad))
+        return (*(next(grads) if t.requires_grad else None for t in inputs), None, None)
+
+
+@register("attention", "cpu_row_program", devices=("cpu",), batch_invariant=True,
+          description="one C++ program per (token, head) walks its keys in position order, reading the block "
+                      "cache in place: one path for prefill, decode, chunked and cached tokens",
+          preferred_for=("invariant",))
+def attention_row_program(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, meta: AttentionMetadata,
+                          scale: float) -> torch.Tensor:
+    return _RowAttention.apply(q, k_cache, v_cache, meta, scale)
