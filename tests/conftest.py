@@ -35,8 +35,20 @@ def save_random_hf_model(arch: str, target: Path) -> Path:
     config = resolve(f"random:{arch}").config
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    randomize_biases_and_norms(model)
     model.save_pretrained(target)
     return target
+
+
+def randomize_biases_and_norms(model: torch.nn.Module) -> None:
+    # HF's init leaves biases at 0 and norm weights at 1: a model that ignored them would still match HF.
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("norm.weight"):
+                param.copy_(0.5 + torch.rand(param.shape, generator=generator))
+            elif name.endswith("bias"):
+                param.copy_(0.1 * torch.randn(param.shape, generator=generator))
 
 
 @pytest.fixture(scope="session")

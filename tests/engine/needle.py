@@ -2,21 +2,41 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bi_bench.engine import LLM, SamplingParams
+from bi_bench.harness.metrics import same_bits
 
 PARAMS = SamplingParams(temperature=0.7, top_p=0.95, max_tokens=8, seed=1234, ignore_eos=True)
 
 
-@dataclass(frozen=True)
+def bitwise_equal(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Bit for bit: float == would take -0.0 for 0.0 (and never NaN for NaN)."""
+    return len(a) == len(b) and all(map(same_bits, a, b))
+
+
+@dataclass(frozen=True, eq=False)
 class Observation:
     token_ids: tuple[int, ...]
     logprobs: tuple[float, ...]
+    cached_tokens: int = 0  # prompt tokens taken from the prefix cache; not compared
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Observation):
+            return NotImplemented
+        return self.token_ids == other.token_ids and bitwise_equal(self.logprobs, other.logprobs)
 
 
 def observe(out) -> Observation:
     return Observation(tuple(out.token_ids), tuple(out.logprobs))
+
+
+def generate(llm: LLM, prompts: list[list[int]], params: list[SamplingParams]) -> list[Observation]:
+    """llm.generate, keeping what only the sequences know: how much of each prompt the prefix cache gave."""
+    seqs = [llm.engine.add_request(prompt, p) for prompt, p in zip(prompts, params)]
+    llm.engine.run_until_done()
+    return [Observation(tuple(s.completion_token_ids), tuple(s.logprobs), s.num_cached_tokens) for s in seqs]
 
 
 def random_prompt(rng: random.Random, vocab: int, low: int, high: int) -> list[int]:
@@ -30,22 +50,33 @@ def needle_in_batch(llm: LLM, needle: list[int], batch_size: int, rng: random.Ra
     prompts = neighbours[:position] + [needle] + neighbours[position:]
     neighbour_params = SamplingParams(temperature=0.7, top_p=0.95, max_tokens=rng.randint(1, 12), seed=7)
     params = [PARAMS if i == position else neighbour_params for i in range(batch_size)]
-    return observe(llm.generate(prompts, params)[position])
+    return generate(llm, prompts, params)[position]
 
 
 def run_battery(model: str, dtype: str, mode: str, batch_sizes: tuple[int, ...], max_len: int,
-                preempt_blocks: int, tensor_parallel_size: int = 1) -> dict[str, Observation]:
-    """Observations of the needle under each setting; 'alone' is the reference."""
+                needle_len: tuple[int, int], preempt_blocks: int,
+                tensor_parallel_size: int = 1) -> dict[str, Observation]:
+    """Observations of the needle under each setting; 'alone' is the reference.
+
+    max_len bounds the neighbours' prompts, needle_len the needle's (more than two KV blocks, so that
+    the prefix-cache legs reuse blocks).
+    """
     rng = random.Random(0)
     # max_model_len bounds each engine's KV cache: two xdist workers each hold a few engines at once
     engine = dict(dtype=dtype, mode=mode, max_num_seqs=64, max_model_len=256, tensor_parallel_size=tensor_parallel_size)
     llm = LLM(model, **engine)
     vocab = llm.engine.source.config.vocab_size
-    needle = random_prompt(rng, vocab, max_len // 2, max_len)
-    seen = {"alone": observe(llm.generate([needle], PARAMS)[0])}
+    block_size = llm.engine.config.block_size
+    needle = random_prompt(rng, vocab, *needle_len)
+    assert len(needle) > 2 * block_size, "the needle must fill more than two KV blocks"
+    seen = {"alone": generate(llm, [needle], [PARAMS])[0]}
+    seen["prefix_cache_warm"] = generate(llm, [needle], [PARAMS])[0]
     for size in batch_sizes:
+        llm.engine.block_manager.reset_prefix_cache()  # the needle's whole prefill runs inside the batch
         seen[f"batch_{size}"] = needle_in_batch(llm, needle, size, rng, vocab, max_len)
-    seen["prefix_cache_warm"] = observe(llm.generate([needle], PARAMS)[0])
+    seen["prefix_cache_warm_in_batch"] = needle_in_batch(llm, needle, 4, rng, vocab, max_len)
+    for name in ("prefix_cache_warm", "prefix_cache_warm_in_batch"):
+        assert seen[name].cached_tokens >= 2 * block_size, f"{name} did not reuse the needle's blocks"
     score = llm.score([needle], [list(seen["alone"].token_ids)], PARAMS)[0]
     seen["score"] = Observation(seen["alone"].token_ids, tuple(score.logprobs))
     llm.close()  # each engine stops its tensor-parallel workers as soon as it is done

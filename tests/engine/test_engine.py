@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
 import pytest
 
 from bi_bench.engine import LLM, SamplingParams
+
+from needle import bitwise_equal
 
 GREEDY = SamplingParams(temperature=0.0, max_tokens=16, ignore_eos=True)
 
@@ -16,12 +19,21 @@ def prompts_for(llm: LLM, count: int, seed: int = 0) -> list[list[int]]:
     return [[rng.randrange(3, vocab) for _ in range(rng.randint(5, 60))] for _ in range(count)]
 
 
-def greedy_tokens(model: str, prompts: list[list[int]], **engine) -> list[list[int]]:
+@dataclass(frozen=True)
+class Passes:
+    cold: list[list[int]]  # greedy tokens of the first pass over the prompts
+    warm: list[list[int]]  # the same prompts again, on the same engine
+    warm_cached_tokens: int  # prompt tokens the second pass took from the prefix cache
+
+
+def greedy_passes(model: str, prompts: list[list[int]], **engine) -> Passes:
     llm = LLM(model, dtype="float32", **engine)
-    outputs = llm.generate(prompts, GREEDY)
+    cold = [o.token_ids for o in llm.generate(prompts, GREEDY)]
+    seqs = [llm.engine.add_request(p, GREEDY) for p in prompts]
+    llm.engine.run_until_done()
     if "num_kv_blocks" in engine:
         assert llm.engine.scheduler.num_preemptions > 0
-    return [o.token_ids for o in outputs]
+    return Passes(cold, [s.completion_token_ids for s in seqs], sum(s.num_cached_tokens for s in seqs))
 
 
 SETTINGS = [
@@ -37,9 +49,14 @@ SETTINGS = [
 def test_scheduling_settings_give_same_greedy_tokens(model: str) -> None:
     prompts = prompts_for(LLM(model, dtype="float32"), 8)
     prompts += [prompts[0][:40] + [5, 6, 7]]  # shares a cached prefix with the first prompt
-    reference = greedy_tokens(model, prompts)
+    reference = greedy_passes(model, prompts)
+    assert reference.warm_cached_tokens > 0
+    assert reference.warm == reference.cold
     for setting in SETTINGS:
-        assert greedy_tokens(model, prompts, **setting) == reference, setting
+        passes = greedy_passes(model, prompts, **setting)
+        assert passes.cold == reference.cold and passes.warm == reference.cold, setting
+        caching = setting.get("enable_prefix_caching", True)
+        assert (passes.warm_cached_tokens > 0) == caching, (setting, passes.warm_cached_tokens)
 
 
 @pytest.mark.parametrize("model", ["random:tiny-qwen3", pytest.param("smollm2-135m", marks=pytest.mark.slow)])
@@ -74,7 +91,7 @@ def test_seeded_sampling_same_alone_and_with_31_others() -> None:
     together = llm.generate(prompts, params)
     alone = llm.generate([prompts[17]], params)[0]
     assert alone.token_ids == together[17].token_ids
-    assert alone.logprobs == together[17].logprobs
+    assert bitwise_equal(alone.logprobs, together[17].logprobs)
 
 
 def test_seed_changes_the_draws() -> None:

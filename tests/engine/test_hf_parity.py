@@ -39,15 +39,31 @@ def assert_matches_hf(llm: LLM, hf_model, prompts: list[list[int]], max_tokens: 
         assert (ours - theirs).abs().max().item() < LOGPROB_TOLERANCE
 
 
+def random_prompts() -> list[list[int]]:
+    generator = torch.Generator().manual_seed(7)
+    return [torch.randint(0, 512, (int(n),), generator=generator).tolist()
+            for n in torch.randint(3, 40, (8,), generator=generator)]
+
+
 @pytest.mark.parametrize("arch", ["tiny-qwen3", "tiny-qwen2", "tiny-llama"])
 def test_tiny_random_models_match_hf(arch: str, tiny_model_dir) -> None:
     path = tiny_model_dir(arch)
     llm = LLM(str(path), dtype="float32")
     hf_model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    generator = torch.Generator().manual_seed(7)
-    prompts = [torch.randint(0, 512, (int(n),), generator=generator).tolist()
-               for n in torch.randint(3, 40, (8,), generator=generator)]
-    assert_matches_hf(llm, hf_model, prompts, max_tokens=32)
+    assert_matches_hf(llm, hf_model, random_prompts(), max_tokens=32)
+
+
+@pytest.mark.parametrize("arch, suffix", [("tiny-qwen2", "_proj.bias"), ("tiny-qwen3", "k_norm.weight"),
+                                          ("tiny-llama", "layernorm.weight"), ("tiny-llama", "model.norm.weight")])
+def test_parity_check_catches_weights_left_at_hf_init(arch: str, suffix: str, tiny_model_dir) -> None:
+    """The counterfactual: an engine that ignored these biases or norm weights would no longer match HF."""
+    path = tiny_model_dir(arch)
+    llm = LLM(str(path), dtype="float32")
+    at_init = torch.zeros_like if suffix.endswith("bias") else torch.ones_like
+    llm.update_weights({name: at_init(t) if name.endswith(suffix) else t for name, t in llm.state_dict().items()})
+    hf_model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    with pytest.raises(AssertionError):
+        assert_matches_hf(llm, hf_model, random_prompts(), max_tokens=32)
 
 
 @pytest.mark.slow

@@ -7,16 +7,22 @@ from __future__ import annotations
 
 import pytest
 
-from needle import run_battery
+from needle import Observation, run_battery
 
-TINY = dict(model="random:tiny-qwen3", batch_sizes=(2, 3, 5, 9, 16, 32), max_len=40, preempt_blocks=6)
-SMOLLM2 = dict(model="smollm2-135m", batch_sizes=(3, 32), max_len=16, preempt_blocks=4)
+TINY = dict(model="random:tiny-qwen3", batch_sizes=(2, 3, 5, 9, 16, 32), max_len=40, needle_len=(40, 56),
+            preempt_blocks=6)
+SMOLLM2 = dict(model="smollm2-135m", batch_sizes=(3, 5, 12, 32), max_len=16, needle_len=(36, 44), preempt_blocks=4)
 
 
 def assert_all_equal(seen) -> None:
     reference = seen["alone"]
     differing = [name for name, obs in seen.items() if obs != reference]
     assert not differing, f"needle changed under: {differing}"
+
+
+def test_observations_compare_logprobs_bit_for_bit() -> None:
+    assert Observation((1,), (0.0,)) != Observation((1,), (-0.0,))
+    assert Observation((1,), (-0.5,)) == Observation((1,), (-0.5,), cached_tokens=32)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])

@@ -5,6 +5,8 @@ import torch
 
 from bi_bench.engine import LLM, SamplingParams
 
+from needle import bitwise_equal
+
 PARAMS = SamplingParams(temperature=0.0, max_tokens=6, ignore_eos=True)
 PROMPT = list(range(20, 70))
 
@@ -29,7 +31,7 @@ def test_updated_weights_match_a_fresh_engine_and_skip_stale_prefixes() -> None:
     llm.engine.run_until_done()
     assert seq.num_cached_tokens == 0
     expected = fresh_engine_with(weights).generate([PROMPT], PARAMS)[0]
-    assert seq.logprobs == expected.logprobs and seq.completion_token_ids == expected.token_ids
+    assert bitwise_equal(seq.logprobs, expected.logprobs) and seq.completion_token_ids == expected.token_ids
     assert expected.logprobs != before.logprobs
 
 
@@ -51,4 +53,5 @@ def test_update_from_a_safetensors_folder(tmp_path, tiny_model_dir) -> None:
     llm = LLM("random:tiny-qwen3", dtype="float32")
     llm.update_weights(source)
     from_folder = LLM(str(source), dtype="float32")
-    assert llm.generate([PROMPT], PARAMS)[0].logprobs == from_folder.generate([PROMPT], PARAMS)[0].logprobs
+    ours, theirs = llm.generate([PROMPT], PARAMS)[0], from_folder.generate([PROMPT], PARAMS)[0]
+    assert bitwise_equal(ours.logprobs, theirs.logprobs)
