@@ -1,4 +1,5 @@
-"""Per-kernel microbenchmarks: every matmul variant by M bucket, every attention variant by context length.
+"""Per-kernel microbenchmarks: every matmul variant by M bucket, every attention variant by context length
+(decode: 16 sequences x 1 query; prefill: 1 sequence, every position a query).
 
     python benchmarks/kernels.py --dtype float32 --out benchmarks/results/kernels.json
 
@@ -46,19 +47,22 @@ def bench_matmul(dtype: torch.dtype, repeats: int) -> list[dict]:
     return rows
 
 
-def decode_batch(context: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, AttentionMetadata]:
+def attention_batch(context: int, seqs: int, queries: int, dtype: torch.dtype
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, AttentionMetadata]:
+    """`seqs` sequences of `context` cached tokens, the last `queries` of each being this step's queries."""
     blocks_per_seq = -(-context // BLOCK)
-    cache_shape = (DECODE_SEQS * blocks_per_seq, BLOCK, KV_HEADS, HEAD_DIM)
+    cache_shape = (seqs * blocks_per_seq, BLOCK, KV_HEADS, HEAD_DIM)
     k, v = torch.randn(cache_shape).to(dtype), torch.randn(cache_shape).to(dtype)
-    tables = torch.arange(DECODE_SEQS * blocks_per_seq, dtype=torch.int32).view(DECODE_SEQS, blocks_per_seq)
-    meta = AttentionMetadata(list(range(DECODE_SEQS + 1)), [context] * DECODE_SEQS, tables, BLOCK)
-    return torch.randn(DECODE_SEQS, HEADS, HEAD_DIM).to(dtype), k, v, meta
+    tables = torch.arange(seqs * blocks_per_seq, dtype=torch.int32).view(seqs, blocks_per_seq)
+    meta = AttentionMetadata([b * queries for b in range(seqs + 1)], [context] * seqs, tables, BLOCK)
+    return torch.randn(seqs * queries, HEADS, HEAD_DIM).to(dtype), k, v, meta
 
 
 def bench_attention(dtype: torch.dtype, repeats: int) -> list[dict]:
     rows = []
-    for context in CONTEXTS:
-        q, k, v, meta = decode_batch(context, dtype)
+    for phase, context in [("decode", c) for c in CONTEXTS] + [("prefill", c) for c in CONTEXTS]:
+        seqs, queries = (DECODE_SEQS, 1) if phase == "decode" else (1, context)
+        q, k, v, meta = attention_batch(context, seqs, queries, dtype)
         timings = {}
         for variant in variants("attention"):
             if variant.supports("cpu", dtype):
@@ -67,7 +71,7 @@ def bench_attention(dtype: torch.dtype, repeats: int) -> list[dict]:
                     lambda: variant.fn(q, k, v, AttentionMetadata(meta.query_start, meta.context_lens,
                                                                   meta.block_tables, BLOCK), HEAD_DIM ** -0.5),
                     repeats)
-        rows.append({"context": context, "decode_seqs": DECODE_SEQS, "ms": timings,
+        rows.append({"phase": phase, "context": context, "seqs": seqs, "ms": timings,
                      "vs_torch_sdpa": {k: t / timings["torch_sdpa"] for k, t in timings.items()}})
     return rows
 
@@ -82,9 +86,11 @@ def main() -> None:
     report = {"dtype": args.dtype, "threads": torch.get_num_threads(), "torch": torch.__version__,
               "matmul": bench_matmul(dtype, args.repeats), "attention": bench_attention(dtype, args.repeats)}
     for row in report["matmul"]:
-        print(f"matmul M={row['m']:>5}: " + "  ".join(f"{k} {v:.2f}x" for k, v in row["vs_torch"].items()))
+        print(f"matmul M={row['m']:>5}: "
+              + "  ".join(f"{k} {row['ms'][k]:.2f} ms ({v:.2f}x)" for k, v in row["vs_torch"].items()))
     for row in report["attention"]:
-        print(f"attention ctx={row['context']:>5}: " + "  ".join(f"{k} {v:.2f}x" for k, v in row["vs_torch_sdpa"].items()))
+        print(f"attention {row['phase']:<7} ctx={row['context']:>5} x{row['seqs']:<3}: "
+              + "  ".join(f"{k} {row['ms'][k]:.1f} ms ({v:.2f}x)" for k, v in row["vs_torch_sdpa"].items()))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2))

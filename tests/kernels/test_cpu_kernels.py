@@ -105,8 +105,10 @@ def test_rmsnorm_split_contrast_varies_with_batch() -> None:
 # ---- log_softmax --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", cpu_variants("log_softmax"))
-def test_log_softmax_accuracy(name: str) -> None:
-    x = torch.randn(11, VOCAB, generator=torch.Generator().manual_seed(4)) * 5
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_log_softmax_accuracy(name: str, dtype: torch.dtype) -> None:
+    """Logits in either dtype, log-probabilities in fp32: only the input's rounding is allowed."""
+    x = (torch.randn(11, VOCAB, generator=torch.Generator().manual_seed(4)) * 5).to(dtype)
     assert rel_err(get("log_softmax", name).fn(x), torch.log_softmax(x.double(), -1)) < 1e-6
 
 
@@ -132,10 +134,10 @@ BLOCK, HEADS, KV_HEADS, HEAD_DIM, BLOCKS = 16, 4, 2, 32, 64
 class PagedCache:
     """A block cache holding random sequences at shuffled block ids."""
 
-    def __init__(self, lengths: list[int], seed: int) -> None:
+    def __init__(self, lengths: list[int], seed: int, dtype: torch.dtype = torch.float32) -> None:
         gen = torch.Generator().manual_seed(seed)
-        self.k = torch.randn(BLOCKS, BLOCK, KV_HEADS, HEAD_DIM, generator=gen)
-        self.v = torch.randn(BLOCKS, BLOCK, KV_HEADS, HEAD_DIM, generator=gen)
+        self.k = torch.randn(BLOCKS, BLOCK, KV_HEADS, HEAD_DIM, generator=gen).to(dtype)
+        self.v = torch.randn(BLOCKS, BLOCK, KV_HEADS, HEAD_DIM, generator=gen).to(dtype)
         order = torch.randperm(BLOCKS, generator=gen).tolist()
         self.tables: list[list[int]] = []
         for length in lengths:
@@ -143,7 +145,7 @@ class PagedCache:
             self.tables.append(order[:count])
             order = order[count:]
         # one query per cache slot of each sequence, laid out like its blocks
-        self.q = torch.randn(sum(len(t) for t in self.tables) * BLOCK, HEADS, HEAD_DIM, generator=gen)
+        self.q = torch.randn(sum(len(t) for t in self.tables) * BLOCK, HEADS, HEAD_DIM, generator=gen).to(dtype)
 
     def run(self, name: str, picks: list[tuple[int, int, int]]) -> torch.Tensor:
         """picks: (sequence, first query position, number of queries); queries end at the context end."""
@@ -178,12 +180,14 @@ def reference_attention(cache: PagedCache, seq: int, first: int, count: int) -> 
 
 
 @pytest.mark.parametrize("name", cpu_variants("attention"))
-def test_attention_accuracy(name: str) -> None:
-    cache = PagedCache([70, 200, 9], seed=0)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_attention_accuracy(name: str, dtype: torch.dtype) -> None:
+    cache = PagedCache([70, 200, 9], seed=0, dtype=dtype)
     picks = [(0, 0, 70), (1, 199, 1), (2, 4, 5)]
     out = cache.run(name, picks)
+    assert out.dtype == dtype
     expected = torch.cat([reference_attention(cache, *p) for p in picks])
-    assert rel_err(out, expected) < 1e-5
+    assert rel_err(out, expected) < TOLERANCE[dtype]
 
 
 @st.composite
