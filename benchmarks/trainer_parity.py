@@ -4,13 +4,15 @@
 
 Sampler: the engine generates (temperature 0.8, top-p 0.95, seeded) a batch of requests. Trainer: an unmodified
 Hugging Face model on the same weights recomputes each completion's processed logprobs in one forward (inside
-batch_invariant_mode in invariant mode, stock kernels and SDPA in default mode). Reported: max |Δ logprob| and
-the mean k3 KL estimate, with the lm_head in the model dtype and in fp32.
+batch_invariant_mode in invariant mode, stock kernels and SDPA in default mode). Reported, with the lm_head in
+the model dtype and in fp32: bitwise-equal tokens; sampled tokens outside the trainer's top-p nucleus (their
+recomputed processed logprob is -inf); max |Δ| and k3 KL over the rest; max and mean |Δ| of the raw logprobs.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 from pathlib import Path
 
@@ -20,20 +22,26 @@ from bi_bench.engine import LLM, SamplingParams
 from bi_bench.harness.trainer import k3_kl, trainer_logprobs, trainer_model
 
 PARAMS = SamplingParams(temperature=0.8, top_p=0.95, max_tokens=32, seed=5, ignore_eos=True)
+UNPROCESSED = SamplingParams(temperature=1.0)  # the processed logprobs of temperature 1, no top-k/p: the raw ones
 
 
 def measure(model: str, dtype: str, mode: str, lm_head_fp32: bool, prompts: list[list[int]]) -> dict:
     llm = LLM(model, dtype=dtype, mode=mode, lm_head_fp32=lm_head_fp32, max_num_seqs=len(prompts))
     outputs = llm.generate(prompts, PARAMS)
     trainer = trainer_model(llm)
-    deltas, kls = [], []
+    processed, raw = [], []
     for prompt, out in zip(prompts, outputs):
-        recomputed = trainer_logprobs(trainer, llm, prompt, out.token_ids, PARAMS)
-        deltas += [abs(a - b) for a, b in zip(out.logprobs, recomputed)]
-        kls.append(k3_kl(out.logprobs, recomputed))
-    return {"mode": mode, "lm_head_fp32": lm_head_fp32, "tokens": len(deltas),
-            "bitwise_equal_tokens": sum(d == 0.0 for d in deltas), "max_abs_dlogprob": max(deltas),
-            "mean_abs_dlogprob": sum(deltas) / len(deltas), "k3_kl": sum(kls) / len(kls)}
+        processed += zip(out.logprobs, trainer_logprobs(trainer, llm, prompt, out.token_ids, PARAMS))
+        raw += zip(out.raw_logprobs, trainer_logprobs(trainer, llm, prompt, out.token_ids, UNPROCESSED))
+    # a token the sampler drew can fall outside the trainer's top-p nucleus: its recomputed logprob is -inf
+    finite = [(a, b) for a, b in processed if math.isfinite(b)]
+    return {"mode": mode, "lm_head_fp32": lm_head_fp32, "tokens": len(processed),
+            "bitwise_equal_tokens": sum(a == b for a, b in processed),
+            "outside_trainer_nucleus": len(processed) - len(finite),
+            "max_abs_dlogprob": max(abs(a - b) for a, b in finite),
+            "k3_kl": k3_kl(*zip(*finite)),
+            "raw_max_abs_dlogprob": max(abs(a - b) for a, b in raw),
+            "raw_mean_abs_dlogprob": sum(abs(a - b) for a, b in raw) / len(raw)}
 
 
 def main() -> None:
@@ -52,8 +60,10 @@ def main() -> None:
             for mode in ("default", "invariant") for fp32 in (False, True)]
     for row in rows:
         print(f"{row['mode']:<10} lm_head {'fp32' if row['lm_head_fp32'] else args.dtype:<9} "
-              f"bitwise {row['bitwise_equal_tokens']:>4}/{row['tokens']:<4} max|Δ| {row['max_abs_dlogprob']:.3e} "
-              f"mean|Δ| {row['mean_abs_dlogprob']:.3e} k3 KL {row['k3_kl']:.3e}")
+              f"bitwise {row['bitwise_equal_tokens']:>4}/{row['tokens']:<4} "
+              f"outside trainer's nucleus {row['outside_trainer_nucleus']:>3} max|Δ| {row['max_abs_dlogprob']:.3e} "
+              f"k3 KL {row['k3_kl']:.3e}  raw: max|Δ| {row['raw_max_abs_dlogprob']:.3e} "
+              f"mean|Δ| {row['raw_mean_abs_dlogprob']:.3e}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"workload": {k: str(v) for k, v in vars(args).items()}, "rows": rows},
