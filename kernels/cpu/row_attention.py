@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from bi_bench.kernels.attention_metadata import AttentionMetadata
-from bi_bench.kernels.cpu.attention import SPLIT_KEYS, split_attention
+from bi_bench.kernels.cpu.attention import attention_fixed_split
 from bi_bench.kernels.registry import register
 
 SOURCE = Path(__file__).with_name("csrc") / "row_attention.cpp"
@@ -55,7 +55,7 @@ class _RowAttention(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         inputs = [t.detach().requires_grad_(t.requires_grad) for t in ctx.saved_tensors]
         with torch.enable_grad():
-            out = split_attention(*inputs, ctx.meta, ctx.scale, max(SPLIT_KEYS, inputs[1].shape[1]))
+            out = attention_fixed_split(*inputs, ctx.meta, ctx.scale)
         wanted = [t for t in inputs if t.requires_grad]
         grads = iter(torch.autograd.grad(out, wanted, grad))
         return (*(next(grads) if t.requires_grad else None for t in inputs), None, None)

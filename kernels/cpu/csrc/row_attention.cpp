@@ -37,18 +37,19 @@ template <typename cache_t>
 void attend_row(const float* q, const cache_t* k_cache, const cache_t* v_cache, const int32_t* table,
                 int64_t keys, int64_t block_size, int64_t token_stride, int64_t kv_offset, int64_t dim,
                 float scale, std::vector<float>& scores, float* out) {
+  const auto offset_of = [&](int64_t j) {  // key j's vector within the cache, through the block table
+    return (static_cast<int64_t>(table[j / block_size]) * block_size + j % block_size) * token_stride + kv_offset;
+  };
   scores.resize(keys);
   float row_max = -std::numeric_limits<float>::infinity();
   for (int64_t j = 0; j < keys; ++j) {
-    const int64_t slot = static_cast<int64_t>(table[j / block_size]) * block_size + j % block_size;
-    scores[j] = dot(q, k_cache + slot * token_stride + kv_offset, dim) * scale;
+    scores[j] = dot(q, k_cache + offset_of(j), dim) * scale;
     row_max = std::max(row_max, scores[j]);
   }
   float total = 0.f;
   for (int64_t d = 0; d < dim; ++d) out[d] = 0.f;
   for (int64_t j = 0; j < keys; ++j) {
-    const int64_t slot = static_cast<int64_t>(table[j / block_size]) * block_size + j % block_size;
-    const cache_t* v = v_cache + slot * token_stride + kv_offset;
+    const cache_t* v = v_cache + offset_of(j);
     const float weight = std::exp(scores[j] - row_max);
     total += weight;
     for (int64_t d = 0; d < dim; ++d) out[d] += weight * static_cast<float>(v[d]);
