@@ -11,6 +11,7 @@ from transformers import PretrainedConfig
 from bi_bench.engine.block_manager import BlockManager
 from bi_bench.engine.config import EngineConfig
 from bi_bench.engine.distributed.parallel_state import TP_INVARIANT_CHUNKS
+from bi_bench.engine.distributed.torchrun import TorchrunLaunch, TorchrunPeers, serve
 from bi_bench.engine.distributed.worker_pool import WorkerPool
 from bi_bench.engine.loader import ModelSource, resolve
 from bi_bench.engine.model_runner import ModelRunner, SampledRows
@@ -24,9 +25,12 @@ class LLMEngine:
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
         self.source: ModelSource = resolve(config.model)
-        check_tensor_parallel(self.source, config)
+        launch = torchrun_launch(config)
+        check_tensor_parallel(self.source, config, launch)
         config.max_model_len = min(config.max_model_len, self.source.config.max_position_embeddings)
-        self.workers = WorkerPool(config) if config.tensor_parallel_size > 1 else None
+        if launch is not None and launch.rank > 0:
+            serve(config, launch)
+        self.workers = _peers(config, launch)
         self.runner = self._start_runner()
         self.block_manager = BlockManager(self.runner.num_kv_blocks, config.block_size, config.enable_prefix_caching)
         self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_num_batched_tokens)
@@ -116,10 +120,27 @@ class LLMEngine:
                 "num_kv_blocks": self.runner.num_kv_blocks}
 
 
-def check_tensor_parallel(source: ModelSource, config: EngineConfig) -> None:
+def torchrun_launch(config: EngineConfig) -> TorchrunLaunch | None:
+    """The torchrun job this tensor-parallel engine spans; None when it spawns its own workers (or has none)."""
+    launch = TorchrunLaunch.from_env()
+    if config.tensor_parallel_size == 1 or launch is None or launch.world_size == 1:
+        return None
+    return launch
+
+
+def _peers(config: EngineConfig, launch: TorchrunLaunch | None) -> WorkerPool | TorchrunPeers | None:
+    if launch is not None:
+        return TorchrunPeers(config, launch)
+    return WorkerPool(config) if config.tensor_parallel_size > 1 else None
+
+
+def check_tensor_parallel(source: ModelSource, config: EngineConfig, launch: TorchrunLaunch | None = None) -> None:
     """Every reason a degree cannot work, raised before any process starts."""
     hf, size = source.config, config.tensor_parallel_size
-    if config.device == "cuda" and size > torch.cuda.device_count():
+    if launch is not None and launch.world_size != size:
+        raise ValueError(f"tensor_parallel_size={size} but torchrun started WORLD_SIZE={launch.world_size} "
+                         "ranks: they must be equal")
+    if launch is None and config.device == "cuda" and size > torch.cuda.device_count():
         raise ValueError(f"tensor_parallel_size={size} is more ranks than the {torch.cuda.device_count()} "
                          "CUDA devices")
     for name in ("num_attention_heads", "num_key_value_heads", "vocab_size", "intermediate_size"):

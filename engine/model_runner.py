@@ -8,6 +8,7 @@ import torch.distributed as dist
 
 from bi_bench.engine.config import KV_CACHE_BUDGET_BYTES, EngineConfig
 from bi_bench.engine.distributed.parallel_state import TP_INVARIANT_CHUNKS, TensorParallelGroup, building_for
+from bi_bench.engine.distributed.torchrun import TorchrunPeers
 from bi_bench.engine.distributed.worker_pool import WorkerPool
 from bi_bench.engine.forward_batch import StepInputs
 from bi_bench.engine.kernel_set import KernelSet
@@ -73,7 +74,8 @@ class ModelRunner:
             layer.k_cache = torch.zeros(shape, dtype=self.config.torch_dtype, device=self.config.device)
             layer.v_cache = torch.zeros(shape, dtype=self.config.torch_dtype, device=self.config.device)
 
-    def run(self, scheduled: list[ScheduledSeq], workers: WorkerPool | None = None) -> list[SampledRows]:
+    def run(self, scheduled: list[ScheduledSeq],
+            workers: WorkerPool | TorchrunPeers | None = None) -> list[SampledRows]:
         rows, requests, owners = self._logit_rows(scheduled)
         step = self._prepare(scheduled, rows)
         if workers is None:

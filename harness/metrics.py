@@ -1,6 +1,7 @@
 """Metrics and verdicts, computed from observations only (the run and `validate` share this code)."""
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 from typing import Literal
@@ -17,19 +18,22 @@ class Metrics(Record):
     mismatching_tokens: int  # positions whose token differs (or exists on one side only), summed over trials
     first_divergence: int | None  # earliest token position where a token or logprob differs
     first_divergence_at: str | None  # label of the candidate that diverged there first
-    max_abs_dlogprob: float  # over positions where the tokens so far agree
+    max_abs_dlogprob: float  # over positions where the tokens so far agree and both logprobs are finite
     kl_estimate: float  # mean of reference minus candidate logprob there: a sampled estimate of KL(ref || cand)
     distinct_completions: int  # most distinct token sequences among one needle's runs
     # Largest |processed - raw| reference logprob, where raw ones were kept: what returning raw logprobs to a
     # trainer that applies the sampling transforms would cost.
     max_abs_raw_vs_processed: float | None = None
+    # Agreeing positions where one side's logprob is -inf: the token lies outside that side's top-k/top-p set.
+    outside_support: int = 0
 
 
 @dataclass(frozen=True)
 class Comparison:
     first_divergence: int | None
     mismatching_tokens: int
-    dlogprobs: list[float]  # reference minus candidate, over the agreeing token prefix
+    dlogprobs: list[float]  # reference minus candidate, over the agreeing token prefix, where both are finite
+    outside_support: int  # positions of that prefix where exactly one side is finite
 
 
 def same_bits(a: float, b: float) -> bool:
@@ -42,17 +46,21 @@ def compare(reference: Observation, candidate: Observation) -> Comparison:
     mismatching = sum(a != b for a, b in zip(ref_tokens, cand_tokens)) + abs(len(ref_tokens) - len(cand_tokens))
     first = None
     dlogprobs: list[float] = []
+    outside = 0
     for i in range(shared):
         if ref_tokens[i] != cand_tokens[i]:
             first = i if first is None else first
             break
         a, b = reference.logprobs[i], candidate.logprobs[i]
-        dlogprobs.append(0.0 if same_bits(a, b) else a - b)
+        if math.isfinite(a) == math.isfinite(b):
+            dlogprobs.append(0.0 if same_bits(a, b) else a - b)
+        else:
+            outside += 1
         if first is None and not same_bits(a, b):
             first = i
     if first is None and len(ref_tokens) != len(cand_tokens):
         first = shared
-    return Comparison(first, mismatching, dlogprobs)
+    return Comparison(first, mismatching, dlogprobs, outside)
 
 
 def case_metrics(groups: list[Group]) -> Metrics:
@@ -70,6 +78,7 @@ def case_metrics(groups: list[Group]) -> Metrics:
         kl_estimate=sum(dlogprobs) / len(dlogprobs) if dlogprobs else 0.0,
         distinct_completions=max(_distinct(g) for g in groups),
         max_abs_raw_vs_processed=_raw_vs_processed(groups),
+        outside_support=sum(cmp.outside_support for _, cmp in comparisons),
     )
 
 

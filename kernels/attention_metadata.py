@@ -29,3 +29,12 @@ class AttentionMetadata:
 
     def query_lens(self) -> list[int]:
         return [self.query_start[b + 1] - self.query_start[b] for b in range(self.num_seqs)]
+
+    def subset(self, seqs: list[int]) -> tuple[torch.Tensor, AttentionMetadata]:
+        """The query rows of sequences `seqs` (in that order), and the metadata of those sequences alone."""
+        rows = [r for b in seqs for r in range(self.query_start[b], self.query_start[b + 1])]
+        starts = [0]
+        for b in seqs:
+            starts.append(starts[-1] + self.query_start[b + 1] - self.query_start[b])
+        return torch.tensor(rows, dtype=torch.int64), AttentionMetadata(
+            starts, [self.context_lens[b] for b in seqs], self.block_tables[seqs], self.block_size)

@@ -42,8 +42,10 @@ class KernelError(ValueError):
 
 def register(op: str, name: str, *, devices: tuple[str, ...], batch_invariant: bool, description: str,
              dtypes: tuple[torch.dtype, ...] = FLOATS, tp_invariant: bool = False,
-             preferred_for: tuple[str, ...] = ()) -> Callable[[Callable], Callable]:
-    """Decorator: registers `fn` as variant `name` of `op`; `preferred_for` lists the modes it is the pick for."""
+             preferred_for: tuple[str, ...] = (), preferred_on: tuple[str, ...] | None = None
+             ) -> Callable[[Callable], Callable]:
+    """Decorator: registers `fn` as variant `name` of `op`; it is the pick for the modes in `preferred_for` on
+    the devices in `preferred_on` (default: all its devices)."""
     if op not in OPS:
         raise KernelError(f"unknown op {op!r}; ops: {', '.join(OPS)}")
 
@@ -51,7 +53,7 @@ def register(op: str, name: str, *, devices: tuple[str, ...], batch_invariant: b
         _REGISTRY.variants[op][name] = KernelVariant(op, name, fn, devices, dtypes, batch_invariant,
                                                      description, tp_invariant)
         for mode in preferred_for:
-            for device in devices:
+            for device in devices if preferred_on is None else preferred_on:
                 _REGISTRY.preferred.setdefault((op, device, mode), []).append(name)
         return fn
 

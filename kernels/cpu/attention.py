@@ -35,7 +35,7 @@ def gather_context(cache: torch.Tensor, block_table: torch.Tensor, length: int) 
           description="scaled_dot_product_attention: decodes in one call with keys padded to the longest context, "
                       "prefills per sequence; the backend picks its kernel from the shape; in fp32 where the "
                       "CPU lacks native half-precision dot products",
-          preferred_for=("default",))
+          preferred_for=("default",), preferred_on=("cuda",))
 def attention_sdpa(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, meta: AttentionMetadata,
                    scale: float) -> torch.Tensor:
     if upcast.needs_upcast(q):

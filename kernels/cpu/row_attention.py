@@ -18,15 +18,16 @@ from bi_bench.kernels.cpu.attention import attention_fixed_split
 from bi_bench.kernels.registry import register
 
 SOURCE = Path(__file__).with_name("csrc") / "row_attention.cpp"
-# fp-contract off: every multiply and add rounds on its own, whatever the compiler vectorizes or peels
-COMPILE_FLAGS = ["-O3", "-march=native", "-ffp-contract=off"]
+# fp-contract off: every multiply and add rounds on its own, whatever the compiler vectorizes or peels.
+# OpenMP spreads the rows over torch's intra-op thread count.
+COMPILE_FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fopenmp"]
 
 
 @functools.cache
 def extension():
     from torch.utils.cpp_extension import load
 
-    return load("bi_bench_row_attention", [str(SOURCE)], extra_cflags=COMPILE_FLAGS)
+    return load("bi_bench_row_attention", [str(SOURCE)], extra_cflags=COMPILE_FLAGS, extra_ldflags=["-fopenmp"])
 
 
 def row_layout(meta: AttentionMetadata) -> tuple[torch.Tensor, torch.Tensor]:

@@ -53,3 +53,11 @@ def test_distinct_completions_and_kl_estimate() -> None:
 def test_digest_covers_every_bit() -> None:
     assert digest(obs([1], [0.0])).logprobs != digest(obs([1], [-0.0])).logprobs
     assert digest(obs([1, 2], [])).token_ids != digest(obs([2, 1], [])).token_ids
+
+
+def test_token_outside_one_sides_support_is_counted_not_averaged() -> None:
+    ref = obs([1, 2, 3], [-1.0, -2.0, -3.0])
+    cand = obs([1, 2, 3], [-1.5, float("-inf"), -3.0])  # token 2 lies outside the candidate's top-p set
+    metrics = case_metrics([group(ref, cand)])
+    assert metrics.outside_support == 1 and metrics.first_divergence == 0
+    assert metrics.max_abs_dlogprob == 0.5 and metrics.kl_estimate == 0.5 / 2

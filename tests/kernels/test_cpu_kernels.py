@@ -213,6 +213,21 @@ def test_attention_invariant_variants_are_bitwise_stable(name: str, case) -> Non
     assert torch.equal(batch[end - 1], decode_alone)
 
 
+@pytest.mark.parametrize("heads, kv_heads, head_dim", [(3, 1, 12), (2, 2, 20), (8, 2, 64)])
+def test_row_program_any_group_and_head_dim(heads: int, kv_heads: int, head_dim: int) -> None:
+    """Head dims off the 8-lane width and key counts off the 4-key stride take the kernel's tail paths."""
+    gen = torch.Generator().manual_seed(heads * head_dim)
+    length, blocks = 37, torch.tensor([[5, 2, 7]], dtype=torch.int32)
+    k_cache, v_cache = (torch.randn(8, BLOCK, kv_heads, head_dim, generator=gen) for _ in range(2))
+    q = torch.randn(length, heads, head_dim, generator=gen)
+    meta = AttentionMetadata([0, length], [length], blocks, BLOCK)
+    out = get("attention", "cpu_row_program").fn(q, k_cache, v_cache, meta, head_dim ** -0.5)
+    keys, values = (c[blocks[0].long()].flatten(0, 1)[:length].transpose(0, 1).double() for c in (k_cache, v_cache))
+    expected = torch.nn.functional.scaled_dot_product_attention(
+        q.transpose(0, 1).double(), keys, values, is_causal=True, enable_gqa=True).transpose(0, 1)
+    assert rel_err(out, expected) < TOLERANCE[torch.float32]
+
+
 def test_attention_dynamic_split_contrast_varies_with_batch() -> None:
     cache = PagedCache([300, 40, 50, 60, 70, 80, 90, 100], seed=5)
     alone = cache.run("dynamic_split", [(0, 299, 1)])[0]

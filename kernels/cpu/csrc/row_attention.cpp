@@ -1,4 +1,4 @@
-// Paged causal attention with one program per (query token, head): the row owns its whole reduction.
+// Paged causal attention in which every (query token, head) row owns its whole reduction.
 //
 // Every row walks its own keys in position order: dot products over head_dim in a fixed order, an exact max,
 // then exp-weighted sums in key order. Nothing depends on which other rows share the call, so the result
@@ -7,54 +7,109 @@
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
 namespace {
 
 constexpr int kLanes = 8;
+constexpr int kKeysAtOnce = 4;
 
-// Dot product with kLanes partial sums combined by one fixed tree: the same order for every row.
+// kLanes floats as one value (GCC/Clang vector extension): lane i of every operation is its own scalar
+// multiply or add, so the arithmetic is the same as lane-by-lane loops, whatever SIMD width the CPU has.
+typedef float Lanes __attribute__((vector_size(kLanes * sizeof(float))));
+
 template <typename cache_t>
-float dot(const float* q, const cache_t* k, int64_t dim) {
-  float lanes[kLanes] = {0.f};
-  int64_t d = 0;
-  for (; d + kLanes <= dim; d += kLanes) {
-    for (int lane = 0; lane < kLanes; ++lane) {
-      lanes[lane] += q[d + lane] * static_cast<float>(k[d + lane]);
-    }
-  }
-  for (; d < dim; ++d) {
-    lanes[d % kLanes] += q[d] * static_cast<float>(k[d]);
-  }
-  float pairs[kLanes / 2];
-  for (int lane = 0; lane < kLanes / 2; ++lane) pairs[lane] = lanes[lane] + lanes[lane + kLanes / 2];
-  return (pairs[0] + pairs[2]) + (pairs[1] + pairs[3]);
+Lanes load_lanes(const cache_t* p) {
+  Lanes v;
+  for (int lane = 0; lane < kLanes; ++lane) v[lane] = static_cast<float>(p[lane]);
+  return v;
 }
 
+template <>
+Lanes load_lanes<float>(const float* p) {
+  Lanes v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+// Dot products of q with `count` keys: element d goes to partial sum d % kLanes, and the kLanes partial sums
+// are combined by one fixed tree, the same for every row and key. Several keys at once only interleave
+// independent sums, to keep the FPU busy.
+template <typename cache_t, int count>
+void dots(const float* q, const cache_t* const* keys, int64_t dim, float* out) {
+  Lanes lanes[count] = {};
+  int64_t d = 0;
+  for (; d + kLanes <= dim; d += kLanes) {
+    const Lanes q_lanes = load_lanes(q + d);
+    for (int n = 0; n < count; ++n) lanes[n] += q_lanes * load_lanes(keys[n] + d);
+  }
+  for (; d < dim; ++d) {
+    for (int n = 0; n < count; ++n) lanes[n][d % kLanes] += q[d] * static_cast<float>(keys[n][d]);
+  }
+  for (int n = 0; n < count; ++n) {
+    const Lanes& l = lanes[n];
+    out[n] = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+  }
+}
+
+// out += weight * v, element by element.
 template <typename cache_t>
-void attend_row(const float* q, const cache_t* k_cache, const cache_t* v_cache, const int32_t* table,
-                int64_t keys, int64_t block_size, int64_t token_stride, int64_t kv_offset, int64_t dim,
-                float scale, std::vector<float>& scores, float* out) {
+void add_scaled(float* out, float weight, const cache_t* v, int64_t dim) {
+  int64_t d = 0;
+  for (; d + kLanes <= dim; d += kLanes) {
+    Lanes o = load_lanes(out + d);
+    o += weight * load_lanes(v + d);
+    std::memcpy(out + d, &o, sizeof(o));
+  }
+  for (; d < dim; ++d) out[d] += weight * static_cast<float>(v[d]);
+}
+
+// The `group` query heads that share one KV head, for one token: each key and value is read once for all of
+// them, while every row keeps its own scores, max, total and output, accumulated in key order as if alone.
+template <typename cache_t>
+void attend_group(const float* q, const cache_t* k_cache, const cache_t* v_cache, const int32_t* table,
+                  int64_t keys, int64_t block_size, int64_t token_stride, int64_t kv_offset, int64_t dim,
+                  int64_t group, float scale, std::vector<float>& scores, float* out) {
   const auto offset_of = [&](int64_t j) {  // key j's vector within the cache, through the block table
     return (static_cast<int64_t>(table[j / block_size]) * block_size + j % block_size) * token_stride + kv_offset;
   };
-  scores.resize(keys);
-  float row_max = -std::numeric_limits<float>::infinity();
-  for (int64_t j = 0; j < keys; ++j) {
-    scores[j] = dot(q, k_cache + offset_of(j), dim) * scale;
-    row_max = std::max(row_max, scores[j]);
+  scores.resize(group * keys);
+  std::vector<float> row_max(group, -std::numeric_limits<float>::infinity()), total(group, 0.f);
+  const cache_t* k[kKeysAtOnce];
+  float products[kKeysAtOnce];
+  for (int64_t j = 0; j < keys;) {
+    const int64_t count = std::min<int64_t>(kKeysAtOnce, keys - j);
+    for (int64_t n = 0; n < count; ++n) k[n] = k_cache + offset_of(j + n);
+    for (int64_t g = 0; g < group; ++g) {
+      if (count == kKeysAtOnce) {
+        dots<cache_t, kKeysAtOnce>(q + g * dim, k, dim, products);
+      } else {
+        for (int64_t n = 0; n < count; ++n) dots<cache_t, 1>(q + g * dim, k + n, dim, products + n);
+      }
+      for (int64_t n = 0; n < count; ++n) {
+        const float score = products[n] * scale;
+        scores[g * keys + j + n] = score;
+        row_max[g] = std::max(row_max[g], score);
+      }
+    }
+    j += count;
   }
-  float total = 0.f;
-  for (int64_t d = 0; d < dim; ++d) out[d] = 0.f;
+  for (int64_t i = 0; i < group * dim; ++i) out[i] = 0.f;
   for (int64_t j = 0; j < keys; ++j) {
     const cache_t* v = v_cache + offset_of(j);
-    const float weight = std::exp(scores[j] - row_max);
-    total += weight;
-    for (int64_t d = 0; d < dim; ++d) out[d] += weight * static_cast<float>(v[d]);
+    for (int64_t g = 0; g < group; ++g) {
+      const float weight = std::exp(scores[g * keys + j] - row_max[g]);
+      total[g] += weight;
+      add_scaled(out + g * dim, weight, v, dim);
+    }
   }
-  for (int64_t d = 0; d < dim; ++d) out[d] /= total;
+  for (int64_t g = 0; g < group; ++g) {
+    for (int64_t d = 0; d < dim; ++d) out[g * dim + d] /= total[g];
+  }
 }
 
 template <typename cache_t>
@@ -71,15 +126,21 @@ void attend_all(const torch::Tensor& q, const torch::Tensor& k_cache, const torc
   const int64_t* keys_data = row_keys.data_ptr<int64_t>();
   const int32_t* table_data = block_tables.data_ptr<int32_t>();
   float* out_data = out.data_ptr<float>();
-  at::parallel_for(0, tokens * heads, 1, [&](int64_t begin, int64_t end) {
+  // Query heads h*group .. h*group+group-1 attend to KV head h, and sit next to each other in q and out.
+  // Units are handed out dynamically: causal prefill rows see very different numbers of keys.
+  const int64_t units = tokens * kv_heads;
+#pragma omp parallel num_threads(at::get_num_threads())
+  {
     std::vector<float> scores;
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t token = row / heads, head = row % heads;
-      attend_row(q_data + row * dim, k_data, v_data, table_data + seq_data[token] * width, keys_data[token],
-                 block_size, token_stride, (head / group) * dim, dim, static_cast<float>(scale), scores,
-                 out_data + row * dim);
+#pragma omp for schedule(dynamic, 4)
+    for (int64_t unit = 0; unit < units; ++unit) {
+      const int64_t token = unit / kv_heads, kv_head = unit % kv_heads;
+      const int64_t first_row = token * heads + kv_head * group;
+      attend_group(q_data + first_row * dim, k_data, v_data, table_data + seq_data[token] * width,
+                   keys_data[token], block_size, token_stride, kv_head * dim, dim, group,
+                   static_cast<float>(scale), scores, out_data + first_row * dim);
     }
-  });
+  }
 }
 
 }  // namespace

@@ -1,0 +1,72 @@
+"""Launching and stopping tensor-parallel ranks: under torchrun (ranks are the job's processes) the outputs equal
+TP=1 bitwise in tp-invariant mode, and Ctrl-C on a spawned TP job stops every rank."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bi_bench.engine import LLM
+from torchrun_generate import MODEL, observe
+
+HERE = Path(__file__).parent
+
+
+def run_torchrun(ranks: int, mode: str, out: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}",
+               str(HERE / "torchrun_generate.py"), mode, str(out)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+
+def test_torchrun_ranks_equal_tp1_bitwise(tmp_path: Path) -> None:
+    out = tmp_path / "tp2.json"
+    done = run_torchrun(2, "tp-invariant", out)
+    assert done.returncode == 0, done.stderr[-3000:]
+    written = json.loads(out.read_text())
+    assert written["rank"] == 0
+    llm = LLM(MODEL, dtype="float32", mode="tp-invariant")
+    assert written["outputs"] == observe(llm)
+
+
+def test_torchrun_world_size_must_equal_degree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    with pytest.raises(ValueError, match="tensor_parallel_size=2 but torchrun started WORLD_SIZE=4"):
+        LLM(MODEL, tensor_parallel_size=2)
+
+
+def running(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_ctrl_c_stops_every_rank() -> None:
+    # A new session stands in for a terminal: Ctrl-C sends SIGINT to every process of the foreground group.
+    job = subprocess.Popen([sys.executable, str(HERE / "interrupted_generate.py")], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        workers = [int(pid) for pid in job.stdout.readline().split()]
+        assert job.stdout.readline().strip() == "generating"
+        time.sleep(1.0)
+        os.killpg(job.pid, signal.SIGINT)
+        pressed = time.monotonic()
+        _, stderr = job.communicate(timeout=30)
+        stopped_after = time.monotonic() - pressed
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    assert "KeyboardInterrupt" in stderr
+    assert job.returncode != 0
+    assert stopped_after < 10
+    assert len(workers) == 1 and not any(running(pid) for pid in workers)
