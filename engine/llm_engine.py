@@ -12,6 +12,7 @@ from bi_bench.engine.block_manager import BlockManager
 from bi_bench.engine.config import EngineConfig
 from bi_bench.engine.distributed.parallel_state import TP_INVARIANT_CHUNKS
 from bi_bench.engine.distributed.torchrun import TorchrunLaunch, TorchrunPeers, serve
+from bi_bench.engine.distributed.weight_update import WeightUpdate
 from bi_bench.engine.distributed.worker_pool import WorkerPool
 from bi_bench.engine.loader import ModelSource, resolve
 from bi_bench.engine.model_runner import ModelRunner, SampledRows
@@ -42,9 +43,12 @@ class LLMEngine:
         """Between requests: new weights, and a new prefix-cache salt so old KV is never reused."""
         if self.scheduler.has_unfinished():
             raise RuntimeError("update_weights: requests are still running")
+        self.runner.update_weights(state)  # first on rank 0: a state that does not fit fails before any send
         if self.workers is not None:
-            raise NotImplementedError("update_weights with tensor_parallel_size > 1 is not implemented yet")
-        self.runner.update_weights(state)
+            update = WeightUpdate.of(state)
+            with self.workers.guard():
+                self.workers.send(update)
+                update.broadcast(state, self.runner.process_group, self.config.device)
         self.weight_version += 1
         self.block_manager.set_weight_version(self.weight_version)
 

@@ -9,6 +9,7 @@ import torch.distributed as dist
 from bi_bench.engine.config import KV_CACHE_BUDGET_BYTES, EngineConfig
 from bi_bench.engine.distributed.parallel_state import TP_INVARIANT_CHUNKS, TensorParallelGroup, building_for
 from bi_bench.engine.distributed.torchrun import TorchrunPeers
+from bi_bench.engine.distributed.weight_update import WeightUpdate
 from bi_bench.engine.distributed.worker_pool import WorkerPool
 from bi_bench.engine.forward_batch import StepInputs
 from bi_bench.engine.kernel_set import KernelSet
@@ -37,6 +38,7 @@ class ModelRunner:
         self.config = config
         self.kernels = KernelSet.choose(config.device, config.torch_dtype, config.mode, config.kernels)
         chunks = TP_INVARIANT_CHUNKS if config.mode == "tp-invariant" else 1
+        self.process_group = process_group
         group = TensorParallelGroup(rank, config.tensor_parallel_size, process_group, self.kernels.all_reduce, chunks)
         with torch.device(config.device), building_for(group):
             self.model = model_class(source.config.architectures)(source.config, self.kernels, config.lm_head_fp32)
@@ -52,6 +54,13 @@ class ModelRunner:
         with torch.no_grad():
             load_state_dict(self.model, {name: t.to(self.config.torch_dtype) for name, t in state.items()})
         self.model.lm_head.refresh()
+
+    def execute(self, message: StepInputs | WeightUpdate) -> None:
+        """What a tensor-parallel worker does with each message from rank 0."""
+        if isinstance(message, WeightUpdate):
+            self.update_weights(message.receive(self.process_group, self.config.device))
+        else:
+            self.forward(message)
 
     def _bytes_per_block(self) -> int:
         element = torch.empty(0, dtype=self.config.torch_dtype).element_size()

@@ -20,7 +20,7 @@ import torch.distributed as dist
 
 from bi_bench.engine.config import EngineConfig
 from bi_bench.engine.distributed.parallel_state import SETUP_TIMEOUT, connect_store
-from bi_bench.engine.forward_batch import StepInputs
+from bi_bench.engine.distributed.weight_update import RankMessage
 
 # Ranks 1..N-1 wait on the step channel for as long as rank 0 leaves them idle between requests; a rank that
 # dies is torchrun's to handle: it stops every rank of the job.
@@ -43,17 +43,17 @@ class TorchrunLaunch:
 
 
 class StepChannel:
-    """Rank 0 broadcasts each step (a few lists of ints, pickled) over a gloo group of its own."""
+    """Rank 0 broadcasts each message (a step's few lists of ints, pickled) over a gloo group of its own."""
 
     def __init__(self, store: dist.Store, rank: int, size: int) -> None:
         self.group = dist.ProcessGroupGloo(dist.PrefixStore("steps", store), rank, size, IDLE_TIMEOUT)
 
-    def publish(self, step: StepInputs | None) -> None:
-        payload = torch.frombuffer(bytearray(pickle.dumps(step)), dtype=torch.uint8)
+    def publish(self, message: RankMessage | None) -> None:
+        payload = torch.frombuffer(bytearray(pickle.dumps(message)), dtype=torch.uint8)
         self.group.broadcast(torch.tensor([len(payload)]), 0).wait()
         self.group.broadcast(payload, 0).wait()
 
-    def receive(self) -> StepInputs | None:
+    def receive(self) -> RankMessage | None:
         length = torch.zeros(1, dtype=torch.int64)
         self.group.broadcast(length, 0).wait()
         payload = torch.empty(int(length), dtype=torch.uint8)
@@ -79,7 +79,7 @@ def join(config: EngineConfig, launch: TorchrunLaunch) -> Membership:
 
 
 class TorchrunPeers:
-    """Rank 0's side: publishes each step to ranks 1..N-1 (the interface of WorkerPool)."""
+    """Rank 0's side: publishes each message to ranks 1..N-1 (the interface of WorkerPool)."""
 
     def __init__(self, config: EngineConfig, launch: TorchrunLaunch) -> None:
         self.size = config.tensor_parallel_size
@@ -90,10 +90,10 @@ class TorchrunPeers:
     def wait_ready(self) -> None:
         self.membership.store.wait([f"ready/{rank}" for rank in range(1, self.size)], SETUP_TIMEOUT)
 
-    def send(self, step: StepInputs) -> None:
+    def send(self, message: RankMessage) -> None:
         if not self._finalizer.alive:
             raise RuntimeError("the tensor-parallel ranks were released; create a new LLM")
-        self.membership.steps.publish(step)
+        self.membership.steps.publish(message)
 
     @contextlib.contextmanager
     def guard(self) -> Iterator[None]:
@@ -112,6 +112,6 @@ def serve(config: EngineConfig, launch: TorchrunLaunch) -> NoReturn:
     membership = join(config, launch)
     runner = ModelRunner(config, resolve(config.model), membership.rank, membership.process_group)
     membership.store.set(f"ready/{membership.rank}", b"")
-    while (step := membership.steps.receive()) is not None:
-        runner.forward(step)
+    while (message := membership.steps.receive()) is not None:
+        runner.execute(message)
     raise SystemExit(0)

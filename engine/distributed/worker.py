@@ -1,5 +1,5 @@
-"""A tensor-parallel worker process (ranks 1..N-1): builds its shard of the model, then runs the steps rank 0
-sends it until told to stop or rank 0 goes away."""
+"""A tensor-parallel worker process (ranks 1..N-1): builds its shard of the model, then runs the steps and weight
+updates rank 0 sends it until told to stop or rank 0 goes away."""
 from __future__ import annotations
 
 import os
@@ -9,7 +9,7 @@ from multiprocessing.connection import Connection
 import torch
 
 from bi_bench.engine.config import EngineConfig
-from bi_bench.engine.forward_batch import StepInputs
+from bi_bench.engine.distributed.weight_update import RankMessage
 
 POLL_SECONDS = 1.0
 
@@ -28,12 +28,12 @@ def worker_main(rank: int, config: EngineConfig, port: int, conn: Connection) ->
     group = connect(rank, config.tensor_parallel_size, port, config.device)
     runner = ModelRunner(config, resolve(config.model), rank, group)
     conn.send("ready")
-    while (step := _next_step(conn, parent)) is not None:
-        runner.forward(step)
+    while (message := _next_message(conn, parent)) is not None:
+        runner.execute(message)
 
 
-def _next_step(conn: Connection, parent: int) -> StepInputs | None:
-    """The next step, or None when told to stop or orphaned."""
+def _next_message(conn: Connection, parent: int) -> RankMessage | None:
+    """The next message, or None when told to stop or orphaned."""
     while not conn.poll(POLL_SECONDS):
         if os.getppid() != parent:
             return None

@@ -14,7 +14,7 @@ import torch.multiprocessing as mp
 from bi_bench.engine.config import EngineConfig
 from bi_bench.engine.distributed.parallel_state import SETUP_TIMEOUT, connect_store
 from bi_bench.engine.distributed.worker import worker_main
-from bi_bench.engine.forward_batch import StepInputs
+from bi_bench.engine.distributed.weight_update import RankMessage
 
 STOP_GRACE_SECONDS = 3.0
 
@@ -47,11 +47,11 @@ class WorkerPool:
         """Waits until every worker has built its shard; call inside guard()."""
         self._wait_for("ready")
 
-    def send(self, step: StepInputs) -> None:
+    def send(self, message: RankMessage) -> None:
         if not self._finalizer.alive:
             raise WorkerError("tensor-parallel workers were shut down; create a new LLM")
         for conn in self.conns:
-            conn.send(step)
+            conn.send(message)
 
     @contextlib.contextmanager
     def guard(self) -> Iterator[None]:

@@ -8,10 +8,15 @@ the torch fixed-split kernel: gradients need not be bitwise.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 import torch
+from platformdirs import user_cache_dir
 
 from bi_bench.kernels.attention_metadata import AttentionMetadata
 from bi_bench.kernels.cpu.attention import attention_fixed_split
@@ -21,13 +26,36 @@ SOURCE = Path(__file__).with_name("csrc") / "row_attention.cpp"
 # fp-contract off: every multiply and add rounds on its own, whatever the compiler vectorizes or peels.
 # OpenMP spreads the rows over torch's intra-op thread count.
 COMPILE_FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fopenmp"]
+LINK_FLAGS = ["-fopenmp"]
+
+
+def module_name() -> str:
+    """Named by a digest of all it is built from: a built module is never stale, so it can be imported without
+    taking the extension loader's lock, which a process killed while holding it leaves behind for good."""
+    recipe = SOURCE.read_bytes() + repr((COMPILE_FLAGS, LINK_FLAGS, torch.__version__)).encode()
+    return f"bi_bench_row_attention_{hashlib.sha256(recipe).hexdigest()[:16]}"
 
 
 @functools.cache
-def extension():
+def extension() -> ModuleType:
+    name = module_name()
+    build_dir = Path(user_cache_dir("bi-bench")) / "kernels" / name
+    built = build_dir / f"{name}.so"
+    if built.exists():
+        with contextlib.suppress(ImportError):  # a module half written by a killed build is built again
+            return _import(name, built)
     from torch.utils.cpp_extension import load
 
-    return load("bi_bench_row_attention", [str(SOURCE)], extra_cflags=COMPILE_FLAGS, extra_ldflags=["-fopenmp"])
+    build_dir.mkdir(parents=True, exist_ok=True)
+    return load(name, [str(SOURCE)], extra_cflags=COMPILE_FLAGS, extra_ldflags=LINK_FLAGS,
+                build_directory=str(build_dir))
+
+
+def _import(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def row_layout(meta: AttentionMetadata) -> tuple[torch.Tensor, torch.Tensor]:

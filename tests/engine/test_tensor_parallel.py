@@ -1,5 +1,5 @@
-"""Tensor parallelism on gloo: TP>1 matches TP=1 (default mode: closely; tp-invariant mode: bitwise), the
-needle battery holds at TP=2 in invariant mode, and a dead worker stops every rank quickly."""
+"""Tensor parallelism on gloo: TP>1 matches TP=1 (default mode: closely; tp-invariant mode: bitwise, also after
+a weight update), the needle battery holds at TP=2 in invariant mode, and a dead worker stops every rank quickly."""
 from __future__ import annotations
 
 import multiprocessing
@@ -17,6 +17,7 @@ from bi_bench.engine.llm_engine import check_tensor_parallel
 from bi_bench.engine.loader import resolve
 from needle import PARAMS, needle_in_batch, observe, random_prompt, run_battery
 from test_invariance import TINY, assert_all_equal
+from torchrun_generate import perturbed
 
 MODEL = "random:tiny-qwen3"
 GREEDY = SamplingParams(temperature=0.0, max_tokens=6, ignore_eos=True)
@@ -66,6 +67,20 @@ def test_invariant_battery_holds_at_tp2() -> None:
 @pytest.mark.slow
 def test_invariant_battery_holds_at_tp4() -> None:
     assert_all_equal(run_battery(dtype="float32", mode="invariant", tensor_parallel_size=4, **TINY))
+
+
+def test_weight_update_reaches_every_rank() -> None:
+    single = LLM(MODEL, dtype="float32", mode="tp-invariant")
+    sharded = LLM(MODEL, dtype="float32", mode="tp-invariant", tensor_parallel_size=2)
+    before = sharded.generate(PROMPTS, GREEDY)
+    state = perturbed(single.state_dict())
+    for llm in (single, sharded):
+        llm.update_weights(state)
+    after = sharded.generate(PROMPTS, GREEDY)
+    sharded.close()
+    assert [o.token_ids for o in after] != [o.token_ids for o in before]
+    expected = single.generate(PROMPTS, GREEDY)
+    assert [(o.token_ids, o.logprobs) for o in after] == [(o.token_ids, o.logprobs) for o in expected]
 
 
 def test_degree_errors_come_before_any_process() -> None:

@@ -1,5 +1,5 @@
 """Launching and stopping tensor-parallel ranks: under torchrun (ranks are the job's processes) the outputs equal
-TP=1 bitwise in tp-invariant mode, and Ctrl-C on a spawned TP job stops every rank."""
+TP=1 bitwise in tp-invariant mode, before and after a weight update; Ctrl-C on a spawned TP job stops every rank."""
 from __future__ import annotations
 
 import json
@@ -13,25 +13,43 @@ from pathlib import Path
 import pytest
 
 from bi_bench.engine import LLM
-from torchrun_generate import MODEL, observe
+from torchrun_generate import MODEL, observe, perturbed
 
 HERE = Path(__file__).parent
 
 
-def run_torchrun(ranks: int, mode: str, out: Path) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}",
-               str(HERE / "torchrun_generate.py"), mode, str(out)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+def in_own_session(command: list[str]) -> subprocess.Popen:
+    """A job in a session of its own, as if started from a terminal: its process group can be signalled whole."""
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def kill_if_running(job: subprocess.Popen) -> None:
+    """Leaves no rank behind when a test fails half way."""
+    if job.poll() is None:
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait()
+
+
+def run_torchrun(ranks: int, mode: str, out: Path) -> tuple[int, str]:
+    job = in_own_session([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}",
+                          str(HERE / "torchrun_generate.py"), mode, str(out)])
+    try:
+        _, stderr = job.communicate(timeout=300)
+    finally:
+        kill_if_running(job)
+    return job.returncode, stderr
 
 
 def test_torchrun_ranks_equal_tp1_bitwise(tmp_path: Path) -> None:
     out = tmp_path / "tp2.json"
-    done = run_torchrun(2, "tp-invariant", out)
-    assert done.returncode == 0, done.stderr[-3000:]
+    returncode, stderr = run_torchrun(2, "tp-invariant", out)
+    assert returncode == 0, stderr[-3000:]
     written = json.loads(out.read_text())
     assert written["rank"] == 0
     llm = LLM(MODEL, dtype="float32", mode="tp-invariant")
-    assert written["outputs"] == observe(llm)
+    assert written["before"] == observe(llm)
+    llm.update_weights(perturbed(llm.state_dict()))
+    assert written["after"] == observe(llm) != written["before"]
 
 
 def test_torchrun_world_size_must_equal_degree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -52,9 +70,8 @@ def running(pid: int) -> bool:
 
 
 def test_ctrl_c_stops_every_rank() -> None:
-    # A new session stands in for a terminal: Ctrl-C sends SIGINT to every process of the foreground group.
-    job = subprocess.Popen([sys.executable, str(HERE / "interrupted_generate.py")], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # Ctrl-C in a terminal sends SIGINT to every process of the foreground group.
+    job = in_own_session([sys.executable, str(HERE / "interrupted_generate.py")])
     try:
         workers = [int(pid) for pid in job.stdout.readline().split()]
         assert job.stdout.readline().strip() == "generating"
@@ -64,8 +81,7 @@ def test_ctrl_c_stops_every_rank() -> None:
         _, stderr = job.communicate(timeout=30)
         stopped_after = time.monotonic() - pressed
     finally:
-        if job.poll() is None:
-            os.killpg(job.pid, signal.SIGKILL)
+        kill_if_running(job)
     assert "KeyboardInterrupt" in stderr
     assert job.returncode != 0
     assert stopped_after < 10

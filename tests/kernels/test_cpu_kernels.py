@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -238,3 +241,18 @@ def test_attention_dynamic_split_contrast_varies_with_batch() -> None:
 def test_every_op_has_a_cpu_invariant_variant_and_a_contrast() -> None:
     for op in ("matmul", "rmsnorm", "attention", "log_softmax"):
         assert cpu_variants(op, invariant=True) and cpu_variants(op, invariant=False), op
+
+
+def test_built_row_program_loads_past_a_stale_build_lock() -> None:
+    """A process killed inside torch's extension loader leaves its lock file behind; a built module must still load."""
+    from bi_bench.kernels.cpu.row_attention import extension
+
+    built = Path(extension().__file__)
+    lock = built.with_name("lock")
+    lock.touch()
+    try:
+        probe = "from bi_bench.kernels.cpu.row_attention import extension; print(extension().__file__)"
+        done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    finally:
+        lock.unlink()
+    assert done.stdout.strip() == str(built), done.stderr[-2000:]
