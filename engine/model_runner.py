@@ -9,7 +9,7 @@ import torch.distributed as dist
 from bi_bench.engine.config import KV_CACHE_BUDGET_BYTES, EngineConfig
 from bi_bench.engine.distributed.parallel_state import TP_INVARIANT_CHUNKS, TensorParallelGroup, building_for
 from bi_bench.engine.distributed.torchrun import TorchrunPeers
-from bi_bench.engine.distributed.weight_update import WeightUpdate
+from bi_bench.engine.distributed.weight_update import RankMessage, WeightUpdate
 from bi_bench.engine.distributed.worker_pool import WorkerPool
 from bi_bench.engine.forward_batch import StepInputs
 from bi_bench.engine.kernel_set import KernelSet
@@ -55,7 +55,7 @@ class ModelRunner:
             load_state_dict(self.model, {name: t.to(self.config.torch_dtype) for name, t in state.items()})
         self.model.lm_head.refresh()
 
-    def execute(self, message: StepInputs | WeightUpdate) -> None:
+    def execute(self, message: RankMessage) -> None:
         """What a tensor-parallel worker does with each message from rank 0."""
         if isinstance(message, WeightUpdate):
             self.update_weights(message.receive(self.process_group, self.config.device))

@@ -1,6 +1,7 @@
-"""Paged attention with one C++ program per (query token, head): batch-invariant by construction.
+"""Paged attention in C++ where every (query token, head) row owns its reduction: batch-invariant by construction.
 
-Each row walks its own keys in position order (fixed-order dot products, an exact max, exp-weighted sums in key
+One program serves the query heads of one KV head for one token, reading each key once for all of them; each row
+walks its own keys in position order (fixed-order dot products, an exact max, exp-weighted sums in key
 order), so its bits cannot depend on the batch, the chunking, the cache or whether it is a prefill or a decode
 row; and it reads the block cache in place, with none of the padding of fixed-shape tiles. The source is built
 once per machine by torch's extension loader and cached. Backward (for `batch_invariant_mode`) differentiates
@@ -91,7 +92,7 @@ class _RowAttention(torch.autograd.Function):
 
 
 @register("attention", "cpu_row_program", devices=("cpu",), batch_invariant=True,
-          description="one C++ program per (token, head) walks its keys in position order, reading the block "
+          description="every (token, head) row walks its keys in position order in C++, reading the block "
                       "cache in place: one path for prefill, decode, chunked and cached tokens",
           preferred_for=("invariant",))
 def attention_row_program(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, meta: AttentionMetadata,
