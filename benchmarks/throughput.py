@@ -25,21 +25,25 @@ def make_prompts(vocab: int, count: int, length: int, seed: int) -> list[list[in
     return [[rng.randrange(3, vocab) for _ in range(length)] for _ in range(count)]
 
 
+def time_generate(llm: LLM, prompts: list[list[int]], new_tokens: int) -> dict:
+    """One timed generate of `new_tokens` per prompt (greedy)."""
+    start = time.perf_counter()
+    outputs = llm.generate(prompts, SamplingParams(temperature=0.0, max_tokens=new_tokens, ignore_eos=True))
+    seconds = time.perf_counter() - start
+    tokens = sum(len(o.token_ids) for o in outputs)
+    return {"seconds": seconds, "tokens": tokens, "tok_per_s": tokens / seconds}
+
+
 def time_engine(model: str, dtype: str, mode: str, tp: int, prompts: list[list[int]], new_tokens: int,
                 kernels: dict[str, str]) -> dict:
     llm = LLM(model, dtype=dtype, mode=mode, tensor_parallel_size=tp, kernels=kernels, max_num_seqs=len(prompts),
               max_model_len=len(prompts[0]) + new_tokens)
-    params = SamplingParams(temperature=0.0, max_tokens=new_tokens, ignore_eos=True)
     llm.generate(prompts[:2], SamplingParams(temperature=0.0, max_tokens=2))  # warm-up
-    start = time.perf_counter()
-    outputs = llm.generate(prompts, params)
-    seconds = time.perf_counter() - start
-    tokens = sum(len(o.token_ids) for o in outputs)
+    timing = time_generate(llm, prompts, new_tokens)
     chosen = llm.kernels
     llm.close()
     name = f"bi-bench {mode}" + (" " + ",".join(f"{op}={v}" for op, v in kernels.items()) if kernels else "")
-    return {"engine": name, "mode": mode, "overrides": kernels, "tp": tp, "kernels": chosen, "seconds": seconds,
-            "tokens": tokens, "tok_per_s": tokens / seconds}
+    return {"engine": name, "mode": mode, "overrides": kernels, "tp": tp, "kernels": chosen, **timing}
 
 
 def time_hf(weights_dir: Path, dtype: str, prompts: list[list[int]], new_tokens: int) -> dict:

@@ -23,6 +23,10 @@ class EngineConfig:
     max_model_len: int = 4096
     kernels: dict[str, str] = field(default_factory=dict)
     lm_head_fp32: bool = False
+    # CUDA only: the share of the GPU's memory the engine may fill (weights, activations, KV cache), and
+    # whether decode steps run eagerly instead of replaying CUDA graphs.
+    gpu_memory_utilization: float = 0.9
+    enforce_eager: bool = False
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
@@ -34,6 +38,8 @@ class EngineConfig:
         for name in ("max_num_seqs", "max_num_batched_tokens", "block_size", "tensor_parallel_size", "max_model_len"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise ValueError(f"gpu_memory_utilization={self.gpu_memory_utilization} must be in (0, 1]")
 
     @property
     def torch_dtype(self) -> torch.dtype:

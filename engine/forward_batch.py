@@ -30,11 +30,37 @@ class StepInputs:
     block_size: int
     logit_rows: list[int]  # hidden rows that need logits
 
+    @property
+    def one_token_per_seq(self) -> bool:
+        """Every sequence brings one token (decode): the steps CUDA graphs are captured for."""
+        return len(self.input_ids) == len(self.context_lens)
+
+    def padded(self, num_seqs: int, padding_block: int, width: int) -> StepInputs:
+        """This one-token-per-sequence step with sequences appended up to `num_seqs` and tables `width` wide.
+
+        Each appended sequence is one token at position 0 of `padding_block`, which the block manager never
+        hands out: it writes no real sequence's KV, and attends to nothing but itself.
+        """
+        extra = num_seqs - len(self.input_ids)
+        tables = [table + [-1] * (width - len(table)) for table in self.block_tables]
+        tables += [[padding_block] + [-1] * (width - 1)] * extra
+        first = self.query_start[-1] + 1
+        return StepInputs(self.input_ids + [0] * extra, self.positions + [0] * extra,
+                          self.slots + [padding_block * self.block_size] * extra,
+                          self.query_start + list(range(first, first + extra)), self.context_lens + [1] * extra,
+                          tables, self.block_size, self.logit_rows)
+
     def build(self, device: str) -> tuple[torch.Tensor, ForwardBatch]:
-        tables = torch.tensor(self.block_tables, dtype=torch.int32, device=device)
+        tables = to_device(self.block_tables, torch.int32, device)
         batch = ForwardBatch(
-            positions=torch.tensor(self.positions, device=device),
-            slot_mapping=torch.tensor(self.slots, device=device),
+            positions=to_device(self.positions, torch.int64, device),
+            slot_mapping=to_device(self.slots, torch.int64, device),
             attention=AttentionMetadata(self.query_start, self.context_lens, tables, self.block_size),
         )
-        return torch.tensor(self.input_ids, device=device), batch
+        return to_device(self.input_ids, torch.int64, device), batch
+
+
+def to_device(values: list, dtype: torch.dtype, device: str) -> torch.Tensor:
+    """A tensor of `values` on `device`; to CUDA through pinned memory, without waiting for the copy."""
+    host = torch.tensor(values, dtype=dtype)
+    return host if device == "cpu" else host.pin_memory().to(device, non_blocking=True)

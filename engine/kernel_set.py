@@ -37,3 +37,7 @@ class KernelSet:
     @property
     def batch_invariant(self) -> bool:
         return all(getattr(self, f.name).batch_invariant for f in fields(self))
+
+    @property
+    def graph_safe(self) -> bool:
+        return all(getattr(self, f.name).graph_safe for f in fields(self))

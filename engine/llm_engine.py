@@ -120,8 +120,9 @@ class LLMEngine:
             self.step()
 
     def describe(self) -> dict:
+        graphs = self.runner.graphs
         return {**asdict(self.config), "kernels": self.runner.kernels.names(),
-                "num_kv_blocks": self.runner.num_kv_blocks}
+                "num_kv_blocks": self.runner.num_kv_blocks, "cuda_graph_batch_sizes": graphs.sizes if graphs else []}
 
 
 def torchrun_launch(config: EngineConfig) -> TorchrunLaunch | None:
@@ -149,7 +150,9 @@ def check_tensor_parallel(source: ModelSource, config: EngineConfig, launch: Tor
                          "CUDA devices")
     for name in ("num_attention_heads", "num_key_value_heads", "vocab_size", "intermediate_size"):
         if getattr(hf, name) % size:
-            raise ValueError(f"tensor_parallel_size={size} does not divide {name}={getattr(hf, name)}")
+            # KV heads are sharded, never replicated: one KV head (Gemma 3 270M) runs at TP 1 only.
+            why = " (each rank holds whole KV heads)" if name == "num_key_value_heads" else ""
+            raise ValueError(f"tensor_parallel_size={size} does not divide {name}={getattr(hf, name)}{why}")
     if config.mode == "tp-invariant":
         _check_tp_invariant(hf, size)
 

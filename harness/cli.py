@@ -12,18 +12,22 @@ from rich.table import Table
 
 from bi_bench.engine import LLM, SamplingParams
 from bi_bench.harness.compare import render as render_changes
-from bi_bench.harness.errors import one_line_errors
+from bi_bench.harness.errors import fail, one_line_errors
 from bi_bench.harness.listing import checks_table, kernels_table, models_table
 from bi_bench.harness.matrix import expand
 from bi_bench.harness.matrix import shard as shard_cases
 from bi_bench.harness.merge import merge as merge_shards
 from bi_bench.harness.report import ProgressReporter, print_summary, wide_console
-from bi_bench.harness.results import save
+from bi_bench.harness.reproduce import Selection
+from bi_bench.harness.reproduce import plan as plan_reproduction
+from bi_bench.harness.reproduce import reproduce as run_reproduction
+from bi_bench.harness.reproduction import ReproductionFile, reproduction_path
+from bi_bench.harness.results import save, write_atomic
 from bi_bench.harness.runner import RunOptions, run_suite
 from bi_bench.harness.site_cli import site
 from bi_bench.harness.suite_loader import LoadedSuite, load_suite
 from bi_bench.harness.results import load_results
-from bi_bench.harness.validate import validate_file
+from bi_bench.harness.validate import problems_of, validate_file
 
 DEMO_SUITE = Path(__file__).resolve().parent.parent / "suites" / "smollm2-cpu.yaml"
 CHECK_FAILED = 1
@@ -142,7 +146,8 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @one_line_errors
 def validate(files: tuple[Path, ...]) -> None:
-    """Check results FILES: schema, then every digest, metric, verdict and summary figure recomputed."""
+    """Check results FILES (and reproductions): schema, the case matrix re-expanded from the suite each carries,
+    observation lengths and prompts, then every digest, metric, verdict and summary figure recomputed."""
     failed = False
     for path in files:
         problems = validate_file(path)
@@ -152,6 +157,49 @@ def validate(files: tuple[Path, ...]) -> None:
             click.echo(f"{path}: valid")
         failed = failed or bool(problems)
     sys.exit(CHECK_FAILED if failed else 0)
+
+
+@main.command()
+@click.argument("results_file", metavar="RESULTS.json", type=click.Path(path_type=Path))
+@click.option("--cases", "pattern", default=None, metavar="PATTERN",
+              help="only the cases whose id matches this glob, e.g. 'batch_size/*'")
+@click.option("--sample", type=click.IntRange(min=1), default=None, metavar="N",
+              help="N of those cases, drawn at random")
+@one_line_errors
+def reproduce(results_file: Path, pattern: str | None, sample: int | None) -> None:
+    """Run RESULTS.json's invariant-mode cases again here and compare every digest: exit 0 when all reproduce, 1
+    naming the first that does not, 2 when they cannot run here. Writes <run-id>.reproduced-<hardware>.json beside it."""
+    results = load_results(results_file)
+    problems = problems_of(results)
+    if problems:
+        click.echo(f"{results_file}: does not validate, so nothing to reproduce: {problems[0]}")
+        sys.exit(CHECK_FAILED)
+    planned = plan_reproduction(results_file, results, Selection(pattern, sample))
+    try:
+        with ProgressReporter(Console(stderr=True)) as reporter:
+            done = run_reproduction(planned, list(sys.argv), reporter)
+    except KeyboardInterrupt:
+        click.echo("interrupted: nothing written", err=True)
+        sys.exit(INTERRUPTED)
+    target = reproduction_path(results_file, done.environment.hardware)
+    write_atomic(target, done.model_dump(mode="python"))
+    for case in done.cases:
+        click.echo(f"{case.outcome:<10} {case.id}" + (f": {case.reason}" if case.reason else ""))
+    click.echo(f"wrote {target}")
+    _exit_with_outcome(results_file, done)
+
+
+def _exit_with_outcome(results_file: Path, done: ReproductionFile) -> None:
+    """1 for the first case that gave other bits; 2 for one that could not run here; else 0."""
+    hardware = done.environment.hardware
+    failed = next((case for case in done.cases if case.outcome == "differs"), None)
+    if failed:
+        click.echo(f"{results_file}: {failed.id} does not reproduce on {hardware}: {failed.reason}")
+        sys.exit(CHECK_FAILED)
+    skipped = next((case for case in done.cases if case.outcome == "skipped"), None)
+    if skipped:
+        fail(f"{results_file}: {skipped.id} cannot run here: {skipped.reason}")
+    click.echo(f"{results_file}: all {len(done.cases)} cases reproduced on {hardware}")
 
 
 @main.command("ls")

@@ -9,7 +9,8 @@ from rich.table import Table
 from bi_bench.harness.results import CaseResult, ResultsFile
 
 FIELDS = ("suite.name", "suite.sha256", "suite.shard", "suite.quick", "model.id", "model.dtype", "model.revision",
-          "model.weights_sha256", "environment.hardware", "environment.torch", "environment.triton",
+          "model.weights_sha256", "environment.hardware", "environment.cpu_isa", "environment.cpu_capability",
+          "environment.torch_threads", "environment.torch", "environment.triton",
           "environment.transformers", "environment.bi_bench", "environment.git_commit", "environment.git_dirty")
 
 

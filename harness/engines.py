@@ -22,7 +22,8 @@ class EnginePool:
         args = dict(dtype=m.dtype, device=self.device, mode="default", tensor_parallel_size=1, kernels={},
                     max_model_len=m.max_model_len, max_num_seqs=m.max_num_seqs,
                     max_num_batched_tokens=m.max_num_batched_tokens, block_size=m.block_size,
-                    lm_head_fp32=m.lm_head_fp32, enable_prefix_caching=True, num_kv_blocks=None)
+                    lm_head_fp32=m.lm_head_fp32, enable_prefix_caching=True, num_kv_blocks=None,
+                    gpu_memory_utilization=m.gpu_memory_utilization)
         unknown = set(overrides) - set(args)
         if unknown:
             raise TypeError(f"unknown engine setting {sorted(unknown)[0]!r}")

@@ -1,28 +1,40 @@
-"""Where a run happened: devices, CPU, library versions, and the bi-bench commit it ran from."""
+"""Where a run happened: devices, CPU (model, ISA, threads, BLAS), library versions, and the bi-bench commit."""
 from __future__ import annotations
 
 import importlib.metadata
 import platform
+import re
 import subprocess
 from pathlib import Path
 
 import torch
 
 from bi_bench.harness.results import Environment, slug
+from bi_bench.kernels.cpu.extension import extension
+from bi_bench.kernels.cpu.isa import cpu_flags, isa_class, isa_features
 
 REPO = Path(__file__).resolve().parent.parent
+TORCH_CPU_CONFIG = re.compile(r"BLAS|MKL|Math Kernel Library|oneDNN|DNNL|OpenMP|CPU capability", re.IGNORECASE)
+BUILD_SETTINGS = "Build settings:"
+SETTING_START = re.compile(r",\s*(?=[A-Z0-9_]+=)")  # a comma before KEY=: flag values hold commas too
 
 
 def environment(device: str) -> Environment:
     cpu = cpu_model()
+    isa = isa_features(cpu_flags())
     cuda = torch.cuda.is_available()
     gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else []
-    hardware = slug(f"cuda-{gpus[0]}") if device == "cuda" and gpus else slug(f"cpu-{cpu}")
+    hardware = slug(f"cuda-{gpus[0]}") if device == "cuda" and gpus else slug(f"cpu-{cpu}-{isa_class(isa)}")
     commit, dirty = git_state()
     return Environment(
         device=device,
         devices=["cpu", *gpus],
         cpu_model=cpu,
+        cpu_isa=isa,
+        cpu_capability=torch.backends.cpu.get_cpu_capability(),
+        torch_threads=torch.get_num_threads(),
+        cpu_kernels=extension().matmul_isa(),
+        torch_cpu_config=torch_cpu_config(torch.__config__.show()),
         hardware=hardware,
         python=platform.python_version(),
         torch=torch.__version__,
@@ -44,6 +56,20 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown"
+
+
+def torch_cpu_config(shown: str) -> list[str]:
+    """The lines of `torch.__config__.show()` naming the BLAS, MKL, oneDNN, OpenMP and CPU capability torch was
+    built with; of its one long `Build settings` line, only the settings so named (BLAS_INFO, USE_MKLDNN, ...)."""
+    found: list[str] = []
+    for line in shown.splitlines():
+        text = line.strip().removeprefix("- ")
+        if text.startswith(BUILD_SETTINGS):
+            settings = SETTING_START.split(text.removeprefix(BUILD_SETTINGS).strip().rstrip(","))
+            found += [s.strip() for s in settings if TORCH_CPU_CONFIG.search(s.split("=", 1)[0])]
+        elif TORCH_CPU_CONFIG.search(text):
+            found.append(text)
+    return found
 
 
 def nvidia_driver() -> str | None:

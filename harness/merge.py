@@ -6,7 +6,7 @@ from pathlib import Path
 from bi_bench.harness.results import CaseResult, ResultsFile
 from bi_bench.harness.summary import summarize
 from bi_bench.harness.results import load_results
-from bi_bench.harness.validate import recompute
+from bi_bench.harness.validate import problems_of
 
 MUST_MATCH = ("suite.sha256", "suite.quick", "model.id", "model.dtype", "model.weights_sha256",
               "environment.hardware", "environment.device")
@@ -15,7 +15,7 @@ MUST_MATCH = ("suite.sha256", "suite.quick", "model.id", "model.dtype", "model.w
 def merge(paths: list[Path], command: list[str]) -> ResultsFile:
     shards = [(path, load_results(path)) for path in paths]
     for path, results in shards:
-        problems = recompute(results)
+        problems = problems_of(results)
         if problems:
             raise ValueError(f"{path}: does not validate ({problems[0]})")
     first_path, first = shards[0]

@@ -5,22 +5,38 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BeforeValidator, Field, ValidationError
 
 from bi_bench.harness.metrics import Metrics, Verdict
 from bi_bench.harness.observations import Group, GroupDigests, Record
+from bi_bench.harness.suite import Mode
 from bi_bench.harness.yaml_source import dotted
 
-SCHEMA_VERSION = 2  # 2: throughput per setting, environment.cuda and nvidia_driver, model.lm_head_fp32
+# 2: throughput per setting, environment.cuda and nvidia_driver, model.lm_head_fp32.
+# 3: observations as packed int32 / float32 arrays (a repeated run stored by name), digests of those bytes and of
+#    each prompt, suite.source;
+#    environment.cpu_isa, cpu_capability, torch_threads and torch_cpu_config; the CPU hardware slug's ISA class.
+SCHEMA_VERSION = 3
+MAX_RESULTS_BYTES = 25_000_000  # GitHub refuses files over 100 MB; a results file stays well below
+
+
+def _current_schema(version: Any) -> Any:
+    if version != SCHEMA_VERSION:
+        raise ValueError(f"{version!r} is not {SCHEMA_VERSION}: a schema {version!r} file, written by another "
+                         f"bi-bench version; rerun its suite to regenerate it")
+    return version
+
+
+SchemaVersion = Annotated[Literal[SCHEMA_VERSION], BeforeValidator(_current_schema)]
 
 
 class CaseResult(Record):
     index: int  # position in the suite's full case matrix (shards keep it, so merges restore the order)
     id: str
     check: str
-    mode: str
+    mode: Mode
     tp: int
     kernels: dict[str, str]  # the variant each op actually ran (empty when skipped before an engine was built)
     kernel_overrides: dict[str, str]  # the variants the suite asked for
@@ -36,7 +52,8 @@ class CaseResult(Record):
 class SuiteRecord(Record):
     name: str
     path: str
-    sha256: str
+    sha256: str  # of `source`
+    source: str  # the suite file's text, as it ran: validate re-expands the case matrix from it
     config: dict[str, Any]  # resolved: defaults filled in, --device and --quick applied
     shard: str | None = Field(pattern=r"^[0-9]+(,[0-9]+)*/[0-9]+$")  # "I/N" ("I,J/N" merged); None: all cases
     quick: bool
@@ -57,7 +74,12 @@ class Environment(Record):
     device: str
     devices: list[str]
     cpu_model: str
-    hardware: str  # slug naming the results folder
+    cpu_isa: list[str]  # of avx2, avx512f, avx512_bf16, amx_bf16, amx_tile, fma: the /proc/cpuinfo flags present
+    cpu_capability: str  # torch.backends.cpu.get_cpu_capability(): the vector ISA of torch's own CPU kernels
+    torch_threads: int  # torch.get_num_threads() when the run started
+    cpu_kernels: str  # the build of bi-bench's C++ kernels: avx2, avx512f or avx512_bf16 (kernels/cpu/extension.py)
+    torch_cpu_config: list[str]  # the BLAS, MKL, oneDNN, OpenMP and CPU-capability lines of torch.__config__.show()
+    hardware: str  # slug naming the results folder; on CPU it ends with the ISA class (avx2, avx512bf16, amx, ...)
     python: str
     torch: str
     cuda: str | None  # torch.version.cuda where CUDA is available
@@ -121,7 +143,7 @@ class Summary(Record):
 
 
 class ResultsFile(Record):
-    schema_version: Literal[2] = SCHEMA_VERSION
+    schema_version: SchemaVersion = SCHEMA_VERSION
     run_id: str
     command: list[str]
     started_at: str
@@ -133,28 +155,24 @@ class ResultsFile(Record):
     throughput: Throughput
     summary: Summary
 
-    @field_validator("schema_version", mode="before")
-    @classmethod
-    def _current_schema(cls, version: Any) -> Any:
-        if version != SCHEMA_VERSION:
-            raise ValueError(f"{version!r} is not {SCHEMA_VERSION}: the file was written by another bi-bench "
-                             f"version; rerun its suite to regenerate it")
-        return version
 
-
-def write_atomic(path: Path, data: dict[str, Any]) -> None:
+def write_atomic(path: Path, data: dict[str, Any], max_bytes: int | None = None) -> None:
+    """Writes `data` as JSON in one step; ValueError, writing nothing, when it would exceed `max_bytes`."""
+    text = json.dumps(data, indent=1) + "\n"
+    if max_bytes is not None and len(text) > max_bytes:
+        raise ValueError(f"{path}: {len(text) / 1e6:.1f} MB is over the {max_bytes / 1e6:.1f} MB a results file "
+                         f"may have; not written (fewer needles, samples or max_tokens, or run it in shards)")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w") as handle:
-        json.dump(data, handle, indent=1)
-        handle.write("\n")
+        handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
 
 
 def save(path: Path, results: ResultsFile) -> None:
-    write_atomic(path, results.model_dump(mode="python"))
+    write_atomic(path, results.model_dump(mode="python"), MAX_RESULTS_BYTES)
 
 
 def read_json(path: Path) -> Any:

@@ -85,8 +85,8 @@ def run_model(loaded: LoadedSuite, model: ModelSpec, options: RunOptions, env: E
         run_id=run_id,
         command=options.command,
         started_at=contents.header.started_at,
-        finished_at=_now(),
-        suite=SuiteRecord(name=loaded.suite.name, path=str(loaded.path), sha256=loaded.sha256,
+        finished_at=now(),
+        suite=SuiteRecord(name=loaded.suite.name, path=str(loaded.path), sha256=loaded.sha256, source=loaded.text,
                           config=loaded.resolved(), shard=options.shard_label, quick=contents.header.quick),
         model=record,
         environment=env,
@@ -138,7 +138,7 @@ def results_path(out: Path, model: ModelSpec, env: Environment, run_id: str) -> 
 
 
 def _header(loaded: LoadedSuite, model: ModelSpec, options: RunOptions, run_id: str) -> JournalHeader:
-    return JournalHeader(run_id=run_id, started_at=_now(), suite_sha256=loaded.sha256, shard=options.shard_label,
+    return JournalHeader(run_id=run_id, started_at=now(), suite_sha256=loaded.sha256, shard=options.shard_label,
                          quick=loaded.is_quick, device=loaded.suite.device, model=model.id, dtype=model.dtype)
 
 
@@ -162,5 +162,5 @@ def _new_run_id(loaded: LoadedSuite, options: RunOptions) -> str:
     return f"{loaded.suite.name}-{stamp}{shard}{'-quick' if loaded.is_quick else ''}"
 
 
-def _now() -> str:
+def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,5 +1,9 @@
 """The static leaderboard site: results files in, HTML pages (jinja2 templates, plotly figures) out.
 
+Every file is validated the way `bi-bench validate` does it before anything of it is shown: a file with any
+problem is rejected (listed, with its reason, on a page of its own), so no stored verdict or summary figure
+reaches a page unless it equals the one recomputed from the file's observations and suite.
+
 Pages link to each other and to their assets by relative paths, so the site works from file:// and from any
 URL prefix (GitHub Pages serves it under /<repo>/). Every string from a results file is data: templates
 autoescape it, and figures travel in autoescaped data- attributes, never inside a <script>.
@@ -23,7 +27,10 @@ import plotly.offline
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from bi_bench.harness.metrics import Metrics, compare
-from bi_bench.harness.results import CaseResult, ResultsFile, SettingThroughput, load_results, overrides_text, slug
+from bi_bench.harness.reproduction import INFIX, ReproductionFile, is_reproduction
+from bi_bench.harness.results import (CaseResult, ResultsFile, SettingThroughput, load_results, overrides_text,
+                                      read_json, slug)
+from bi_bench.harness.validate import problems_of, validate_file
 
 SITE = Path(__file__).resolve().parent.parent / "site"
 MARKER = ".bi-bench-site"  # marks a folder this module built, so a rebuild may empty it
@@ -34,10 +41,18 @@ CASE_COLUMNS = ("id", "check", "mode", "tp", "control", "verdict", "reason", "ke
 
 
 @dataclass(frozen=True)
+class Reproduction:
+    source: Path
+    file: ReproductionFile
+    href: str  # its copy, relative to the site root, beside the run page
+
+
+@dataclass
 class Run:
     source: Path
     results: ResultsFile
     page: str  # the run page, relative to the site root; its JSON and CSV lie beside it
+    reproductions: list[Reproduction] = field(default_factory=list)  # valid ones
 
     @property
     def model_key(self) -> str:
@@ -46,6 +61,12 @@ class Run:
     @property
     def stem(self) -> str:
         return self.page.removesuffix(".html")
+
+    @property
+    def reproduced_on(self) -> list[Reproduction]:
+        """Passing reproductions made on hardware other than the run's own."""
+        return [r for r in self.reproductions
+                if r.file.reproduced and r.file.environment.hardware != self.results.environment.hardware]
 
 
 @dataclass
@@ -71,23 +92,63 @@ class Model:
         return self.featured.results.model.synthetic_weights
 
 
+@dataclass(frozen=True)
+class Rejected:
+    path: str  # relative to the results folder
+    reason: str  # the first problem validate names, and how many more there are
+
+
 @dataclass
 class Loaded:
     runs: list[Run] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)  # one line per results file left out, naming it
+    rejected: list[Rejected] = field(default_factory=list)
 
 
 def load_all(results_dir: Path) -> Loaded:
     loaded = Loaded()
-    for path in sorted(results_dir.rglob("*.json")):
-        try:
-            results = load_results(path)
-        except (OSError, ValueError) as exc:
-            loaded.problems.append(str(exc))
+    paths = sorted(results_dir.rglob("*.json"))
+    for path in (p for p in paths if not is_reproduction(p)):
+        results, problems = validated_results(path)
+        if problems:
+            loaded.rejected.append(rejected(results_dir, path, problems))
             continue
         relative = path.relative_to(results_dir).with_suffix("")
         loaded.runs.append(Run(path, results, "runs/" + "/".join(slug(part) for part in relative.parts) + ".html"))
+    runs = {run.source: run for run in loaded.runs}
+    for path in (p for p in paths if is_reproduction(p)):
+        try:
+            problems = validate_file(path)
+        except (OSError, ValueError) as exc:
+            problems = [unreadable(path, exc)]
+        if problems:
+            loaded.rejected.append(rejected(results_dir, path, problems))
+        else:
+            attach(path, runs)
     return loaded
+
+
+def validated_results(path: Path) -> tuple[ResultsFile | None, list[str]]:
+    try:
+        results = load_results(path)
+    except (OSError, ValueError) as exc:
+        return None, [unreadable(path, exc)]
+    return results, problems_of(results)
+
+
+def unreadable(path: Path, exc: Exception) -> str:
+    return str(exc).removeprefix(f"{path}: ")
+
+
+def attach(path: Path, runs: dict[Path, Run]) -> None:
+    """A valid reproduction joins the run of the results file it names (valid too, so loaded)."""
+    file = ReproductionFile.model_validate(read_json(path))
+    run = runs[path.with_name(file.results_file)]
+    run.reproductions.append(Reproduction(path, file, f"{run.stem}{INFIX}{slug(file.environment.hardware)}.json"))
+
+
+def rejected(results_dir: Path, path: Path, problems: list[str]) -> Rejected:
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return Rejected(str(path.relative_to(results_dir)), problems[0] + more)
 
 
 def group_models(runs: list[Run]) -> list[Model]:
@@ -341,11 +402,11 @@ def table(models: list[Model]) -> dict[str, Any]:
     return dict(checks=checks, rows=[row(m, checks) for m in models])
 
 
-def index_context(models: list[Model], problems: list[str]) -> dict[str, Any]:
+def index_context(models: list[Model], rejected: list[Rejected]) -> dict[str, Any]:
     real = [m for m in models if not m.synthetic]
     return dict(root="", validated=table([m for m in real if m.validated_runs]),
                 unvalidated=table([m for m in real if not m.validated_runs]),
-                synthetic=table([m for m in models if m.synthetic]), problems=problems)
+                synthetic=table([m for m in models if m.synthetic]), rejected=rejected)
 
 
 def model_context(model: Model) -> dict[str, Any]:
@@ -426,22 +487,25 @@ def write_run(out: Path, run: Run, model: Model, templates: Environment) -> None
     write_page(out, run.page, templates.get_template("run.html").render(run_context(run, model)))
     shutil.copyfile(run.source, out / f"{run.stem}.json")
     write_csv(out / f"{run.stem}.csv", run.results.cases)
+    for reproduction in run.reproductions:
+        shutil.copyfile(reproduction.source, out / reproduction.href)
 
 
 def build(results_dir: Path, out: Path) -> Path:
     """Render the site from every results file under `results_dir` into `out`; the path of its index.html.
 
-    Files that fail the schema are left out, each named on stderr and on the index page."""
+    Files that do not validate are rejected: each named with its reason on stderr and on the rejected page."""
     if not results_dir.is_dir():
         raise FileNotFoundError(f"{results_dir}: no such folder")
     loaded = load_all(results_dir)
-    for problem in loaded.problems:
-        print(f"left out: {problem}", file=sys.stderr)
+    for file in loaded.rejected:
+        print(f"rejected: {file.path}: {file.reason}", file=sys.stderr)
     models = group_models(loaded.runs)
     templates = jinja()
     prepare(out)
     write_static(out)
-    write_page(out, "index.html", templates.get_template("index.html").render(index_context(models, loaded.problems)))
+    write_page(out, "index.html", templates.get_template("index.html").render(index_context(models, loaded.rejected)))
+    write_page(out, "rejected.html", templates.get_template("rejected.html").render(root="", rejected=loaded.rejected))
     for model in models:
         write_page(out, model.page, templates.get_template("model.html").render(model_context(model)))
         for run in model.runs:

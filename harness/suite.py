@@ -9,7 +9,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Mode = Literal["default", "invariant", "tp-invariant"]
+from bi_bench.kernels.registry import MODES
+
+Mode = Literal[MODES]  # a closed set: an engine accepts no other mode
+Device = Literal["cpu", "cuda"]
 PositiveInt = Annotated[int, Field(ge=1, le=1 << 20)]
 Seed = Annotated[int, Field(ge=0, lt=1 << 63)]
 
@@ -29,6 +32,7 @@ class ModelSpec(Strict):
     max_num_batched_tokens: PositiveInt = 2048
     block_size: PositiveInt = 16
     lm_head_fp32: bool = False
+    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1, description="CUDA: share of GPU memory to fill")
 
     @model_validator(mode="after")
     def _distinct_tp(self) -> ModelSpec:
@@ -77,7 +81,7 @@ class Throughput(Strict):
 class Suite(Strict):
     name: str = Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     description: str = ""
-    device: Literal["cpu", "cuda"] = "cpu"
+    device: Device = "cpu"
     models: list[ModelSpec] = Field(min_length=1)
     modes: list[Mode] = Field(default=["invariant", "default"], min_length=1,
                               description="default is always added: its cases are the negative controls")

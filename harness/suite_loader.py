@@ -22,7 +22,8 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 @dataclass(frozen=True)
 class LoadedSuite:
     path: Path
-    sha256: str
+    sha256: str  # of `text`'s UTF-8 bytes, as read
+    text: str  # the suite file as it was read
     suite: Suite
     checks: dict[str, CheckParams]
     is_quick: bool = False
@@ -43,11 +44,12 @@ class LoadedSuite:
         }
         checks = {name: p.model_copy(update={"trials": 1}) if "trials" in type(p).model_fields else p
                   for name, p in self.checks.items()}
-        return LoadedSuite(self.path, self.sha256, s.model_copy(update=update), checks, is_quick=True)
+        return LoadedSuite(self.path, self.sha256, self.text, s.model_copy(update=update), checks, is_quick=True)
 
 
-def load_suite(path: Path, device: str | None = None, quick: bool = False) -> LoadedSuite:
-    source = YamlSource(path)
+def load_suite(path: Path, device: str | None = None, quick: bool = False, raw: bytes | None = None) -> LoadedSuite:
+    """`raw`: the suite's text when it comes from a results file rather than from `path`."""
+    source = YamlSource(path, raw)
     if not isinstance(source.data, dict):
         raise source.error((), f"a suite is a mapping of fields (name, models, checks, ...), "
                                f"not {type(source.data).__name__}")
@@ -58,7 +60,7 @@ def load_suite(path: Path, device: str | None = None, quick: bool = False) -> Lo
     _check_kernels(source, suite)
     _check_tp(source, suite, checks)
     _check_lengths(source, suite)
-    loaded = LoadedSuite(path, hashlib.sha256(source.raw).hexdigest(), suite, checks)
+    loaded = LoadedSuite(path, hashlib.sha256(source.raw).hexdigest(), source.raw.decode("utf-8"), suite, checks)
     return loaded.quick() if quick else loaded
 
 

@@ -14,11 +14,13 @@ from bi_bench.kernels import batch_invariant_mode
 
 
 def trainer_model(llm: LLM) -> PreTrainedModel:
-    """Hugging Face modelling code with the engine's current weights. An invariant engine's trainer routes
-    attention through bi_bench's kernels; a default one uses stock SDPA, as trainers do."""
+    """Hugging Face modelling code with the engine's current weights. An invariant engine's trainer is built and
+    run inside batch_invariant_mode with bi_bench attention; a default one uses stock SDPA, as trainers do."""
     invariant = llm.engine.config.mode in CLAIMING_MODES
-    model = AutoModelForCausalLM.from_config(llm.engine.source.config, dtype=llm.engine.config.torch_dtype,
-                                             attn_implementation="bi_bench" if invariant else "sdpa")
+    # built inside the mode, an invariant trainer's RoPE frequencies come from the canonical pow, as the engine's
+    with batch_invariant_mode() if invariant else contextlib.nullcontext():
+        model = AutoModelForCausalLM.from_config(llm.engine.source.config, dtype=llm.engine.config.torch_dtype,
+                                                 attn_implementation="bi_bench" if invariant else "sdpa")
     model.load_state_dict(llm.state_dict(), strict=False)
     return model.eval()
 

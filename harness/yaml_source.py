@@ -20,9 +20,10 @@ class SourceError(ValueError):
 class YamlSource:
     """A parsed document and its node tree (the tree only carries line numbers)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, raw: bytes | None = None) -> None:
+        """`raw`: the document's bytes when they come from elsewhere (a results file); `path` still names it."""
         self.path = path
-        self.raw = self._read(path)
+        self.raw = self._read(path) if raw is None else raw
         try:
             text = self.raw.decode("utf-8")
         except UnicodeDecodeError as exc:

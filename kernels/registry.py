@@ -20,6 +20,9 @@ class KernelVariant:
     batch_invariant: bool
     description: str
     tp_invariant: bool = False
+    # On CUDA its launches depend on tensor shapes and device values only, never on host values of the step,
+    # so a captured CUDA graph replays it correctly for later steps of the same shapes.
+    graph_safe: bool = True
 
     def supports(self, device: str, dtype: torch.dtype | None = None) -> bool:
         return device in self.devices and (dtype is None or dtype in self.dtypes)
@@ -41,7 +44,7 @@ class KernelError(ValueError):
 
 
 def register(op: str, name: str, *, devices: tuple[str, ...], batch_invariant: bool, description: str,
-             dtypes: tuple[torch.dtype, ...] = FLOATS, tp_invariant: bool = False,
+             dtypes: tuple[torch.dtype, ...] = FLOATS, tp_invariant: bool = False, graph_safe: bool = True,
              preferred_for: tuple[str, ...] = (), preferred_on: tuple[str, ...] | None = None
              ) -> Callable[[Callable], Callable]:
     """Decorator: registers `fn` as variant `name` of `op`; it is the pick for the modes in `preferred_for` on
@@ -51,7 +54,7 @@ def register(op: str, name: str, *, devices: tuple[str, ...], batch_invariant: b
 
     def wrap(fn: Callable) -> Callable:
         _REGISTRY.variants[op][name] = KernelVariant(op, name, fn, devices, dtypes, batch_invariant,
-                                                     description, tp_invariant)
+                                                     description, tp_invariant, graph_safe)
         for mode in preferred_for:
             for device in devices if preferred_on is None else preferred_on:
                 _REGISTRY.preferred.setdefault((op, device, mode), []).append(name)

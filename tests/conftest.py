@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,9 @@ if not torch.cuda.is_available():
 # (With one thread, fp32 MKL matmul changes its K order between M < 4 and M >= 4 rows; tests rely on that.)
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
+
+# Test helpers shared across folders (needle battery, golden requests, ISA probe) import by module name.
+sys.path[:0] = [str(Path(__file__).parent / folder) for folder in ("engine", "kernels")]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -1,9 +1,10 @@
-"""Llama-family decoder (Llama, SmolLM2; Qwen2 adds qkv bias, Qwen3 adds q/k norm)."""
+"""Llama-family decoder (Llama, SmolLM2; Qwen2 adds qkv bias, Qwen3 adds q/k norm; Gemma 3 builds on it)."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 from transformers import PretrainedConfig
+from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
 from bi_bench.engine.distributed.parallel_state import current_group
 from bi_bench.engine.forward_batch import ForwardBatch
@@ -13,18 +14,26 @@ from bi_bench.engine.layers.attention import PagedAttention
 from bi_bench.engine.layers.embed_head import ParallelLMHead, VocabParallelEmbedding
 from bi_bench.engine.layers.layernorm import RMSNorm
 from bi_bench.engine.layers.linear import ColumnParallelLinear, RowParallelLinear
-from bi_bench.engine.layers.rotary_embedding import RotaryEmbedding, apply_rotary
+from bi_bench.engine.layers.rotary_embedding import RotaryEmbedding, apply_rotary, hf_reference
 
 
 def head_dim_of(config: PretrainedConfig) -> int:
     return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
 
 
+def sliding_window_of(config: PretrainedConfig, layer_idx: int) -> int | None:
+    """The window of a layer Hugging Face types "sliding_attention" (Gemma 3's local layers; Qwen2/3's with
+    use_sliding_window); None for full attention."""
+    layer_types = getattr(config, "layer_types", None)
+    return config.sliding_window if layer_types and layer_types[layer_idx] == "sliding_attention" else None
+
+
 class LlamaAttention(nn.Module):
     qkv_bias = False
     qk_norm = False
+    norm_class = RMSNorm
 
-    def __init__(self, config: PretrainedConfig, kernels: KernelSet) -> None:
+    def __init__(self, config: PretrainedConfig, kernels: KernelSet, layer_idx: int) -> None:
         super().__init__()
         heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
         self.head_dim = head_dim_of(config)
@@ -38,9 +47,13 @@ class LlamaAttention(nn.Module):
         tp = current_group().size
         self.num_heads, self.num_kv_heads = heads // tp, kv_heads // tp  # this rank's heads
         if self.qk_norm:
-            self.q_norm = RMSNorm(self.head_dim, config.rms_norm_eps, kernels.rmsnorm)
-            self.k_norm = RMSNorm(self.head_dim, config.rms_norm_eps, kernels.rmsnorm)
-        self.attn = PagedAttention(self.num_heads, self.num_kv_heads, self.head_dim, kernels.attention)
+            self.q_norm = self.norm_class(self.head_dim, config.rms_norm_eps, kernels.rmsnorm)
+            self.k_norm = self.norm_class(self.head_dim, config.rms_norm_eps, kernels.rmsnorm)
+        self.attn = PagedAttention(self.num_heads, self.num_kv_heads, self.head_dim, kernels.attention,
+                                   self.attention_scale(config), sliding_window_of(config, layer_idx))
+
+    def attention_scale(self, config: PretrainedConfig) -> float:
+        return self.head_dim ** -0.5
 
     def forward(self, hidden: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
         tokens = hidden.shape[0]
@@ -56,6 +69,8 @@ class LlamaAttention(nn.Module):
 
 
 class LlamaMLP(nn.Module):
+    act_and_mul = staticmethod(silu_and_mul)
+
     def __init__(self, config: PretrainedConfig, kernels: KernelSet) -> None:
         super().__init__()
         bias = getattr(config, "mlp_bias", False)
@@ -64,18 +79,20 @@ class LlamaMLP(nn.Module):
         self.down_proj = RowParallelLinear(config.intermediate_size, config.hidden_size, bias, kernels.matmul)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(silu_and_mul(self.gate_proj(x), self.up_proj(x)))
+        return self.down_proj(self.act_and_mul(self.gate_proj(x), self.up_proj(x)))
 
 
 class LlamaDecoderLayer(nn.Module):
     attention_class = LlamaAttention
+    mlp_class = LlamaMLP
+    norm_class = RMSNorm
 
-    def __init__(self, config: PretrainedConfig, kernels: KernelSet) -> None:
+    def __init__(self, config: PretrainedConfig, kernels: KernelSet, layer_idx: int) -> None:
         super().__init__()
-        self.self_attn = self.attention_class(config, kernels)
-        self.mlp = LlamaMLP(config, kernels)
-        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps, kernels.rmsnorm)
-        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps, kernels.rmsnorm)
+        self.self_attn = self.attention_class(config, kernels, layer_idx)
+        self.mlp = self.mlp_class(config, kernels)
+        self.input_layernorm = self.norm_class(config.hidden_size, config.rms_norm_eps, kernels.rmsnorm)
+        self.post_attention_layernorm = self.norm_class(config.hidden_size, config.rms_norm_eps, kernels.rmsnorm)
 
     def forward(self, hidden: torch.Tensor, residual: torch.Tensor | None,
                 batch: ForwardBatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,8 +106,8 @@ class LlamaModel(nn.Module):
     def __init__(self, config: PretrainedConfig, kernels: KernelSet, layer_class: type[LlamaDecoderLayer]) -> None:
         super().__init__()
         self.embed_tokens = VocabParallelEmbedding(config.vocab_size, config.hidden_size)
-        self.rotary = RotaryEmbedding(config)
-        self.layers = nn.ModuleList(layer_class(config, kernels) for _ in range(config.num_hidden_layers))
+        self.rotary = RotaryEmbedding(hf_reference(LlamaRotaryEmbedding, config))
+        self.layers = nn.ModuleList(layer_class(config, kernels, i) for i in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, kernels.rmsnorm)
 
     def forward(self, input_ids: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
@@ -102,12 +119,13 @@ class LlamaModel(nn.Module):
 
 
 class LlamaForCausalLM(nn.Module):
+    model_class = LlamaModel
     layer_class = LlamaDecoderLayer
 
     def __init__(self, config: PretrainedConfig, kernels: KernelSet, lm_head_fp32: bool = False) -> None:
         super().__init__()
         self.config = config
-        self.model = LlamaModel(config, kernels, self.layer_class)
+        self.model = self.model_class(config, kernels, self.layer_class)
         self.lm_head = ParallelLMHead(config.vocab_size, config.hidden_size, kernels.matmul, lm_head_fp32)
         if config.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight

@@ -7,6 +7,7 @@ from bi_bench.harness.checks import (  # noqa: F401  (each registers itself)
     prefill_decode,
     prefix_cache,
     repeat,
+    threads,
     tp,
     trainer_parity,
     unique_completions,

@@ -16,6 +16,12 @@ TILE_ROWS = 16
 TILE_CHUNK_BYTES = 64 << 20
 
 
+def in_window(key_pos: torch.Tensor, query_pos: torch.Tensor, window: int | None) -> torch.Tensor:
+    """Which keys each query sees: causal, and with a window only the last `window` positions up to its own."""
+    visible = key_pos <= query_pos
+    return visible if window is None else visible & (key_pos > query_pos - window)
+
+
 def gather_blocks(cache: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
     """cache[blocks] for block ids of any shape: [*blocks.shape, block_size, Hkv, D].
 
@@ -34,24 +40,23 @@ def gather_context(cache: torch.Tensor, block_table: torch.Tensor, length: int) 
 @register("attention", "torch_sdpa", devices=("cpu", "cuda"), batch_invariant=False,
           description="scaled_dot_product_attention: decodes in one call with keys padded to the longest context, "
                       "prefills per sequence; the backend picks its kernel from the shape; in fp32 where the "
-                      "CPU lacks native half-precision dot products",
-          preferred_for=("default",), preferred_on=("cuda",))
+                      "CPU lacks native half-precision dot products", graph_safe=False)
 def attention_sdpa(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, meta: AttentionMetadata,
-                   scale: float) -> torch.Tensor:
+                   scale: float, window: int | None = None) -> torch.Tensor:
     if upcast.needs_upcast(q):
-        return attention_sdpa(q.float(), k_cache, v_cache, meta, scale).to(q.dtype)
+        return attention_sdpa(q.float(), k_cache, v_cache, meta, scale, window).to(q.dtype)
     out = torch.empty_like(q)
     query_lens = meta.query_lens()
     decodes = [b for b, n in enumerate(query_lens) if n == 1]
     if decodes:
         rows = torch.tensor([meta.query_start[b] for b in decodes])
-        out[rows] = _decode_sdpa(q[rows], k_cache, v_cache, meta, decodes, scale)
+        out[rows] = _decode_sdpa(q[rows], k_cache, v_cache, meta, decodes, scale, window)
     for b in (b for b, n in enumerate(query_lens) if n > 1):
         start, end, length = meta.query_start[b], meta.query_start[b + 1], meta.context_lens[b]
         keys = gather_context(k_cache, meta.block_tables[b], length).transpose(0, 1).to(q.dtype)
         values = gather_context(v_cache, meta.block_tables[b], length).transpose(0, 1).to(q.dtype)
         positions = torch.arange(length - (end - start), length)
-        mask = torch.arange(length)[None, :] <= positions[:, None]
+        mask = in_window(torch.arange(length)[None, :], positions[:, None], window)
         out[start:end] = F.scaled_dot_product_attention(
             q[start:end].transpose(0, 1), keys, values, attn_mask=mask, scale=scale, enable_gqa=True,
         ).transpose(0, 1)
@@ -59,14 +64,14 @@ def attention_sdpa(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor
 
 
 def _decode_sdpa(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, meta: AttentionMetadata,
-                 seqs: list[int], scale: float) -> torch.Tensor:
+                 seqs: list[int], scale: float, window: int | None) -> torch.Tensor:
     """One query per sequence, all sequences in one call: keys padded to the longest context and masked."""
     lengths = torch.tensor([meta.context_lens[b] for b in seqs])
     longest = int(lengths.max())
     tables = meta.block_tables[seqs, :math.ceil(longest / k_cache.shape[1])].clamp(min=0)
     keys = gather_blocks(k_cache, tables).flatten(1, 2)[:, :longest].transpose(1, 2).to(q.dtype)  # [B, Hkv, L, D]
     values = gather_blocks(v_cache, tables).flatten(1, 2)[:, :longest].transpose(1, 2).to(q.dtype)
-    mask = (torch.arange(longest)[None, :] < lengths[:, None])[:, None, None, :]
+    mask = in_window(torch.arange(longest)[None, :], lengths[:, None] - 1, window)[:, None, None, :]
     return F.scaled_dot_product_attention(q[:, :, None], keys, values, attn_mask=mask, scale=scale,
                                           enable_gqa=True)[:, :, 0]
 
@@ -128,12 +133,12 @@ def _tile_chunks(num_tiles: int, tile_bytes: int) -> list[slice]:
 
 
 def _attend(tiles: torch.Tensor, positions: torch.Tensor, keys_t: torch.Tensor, values: torch.Tensor,
-            scale: float) -> torch.Tensor:
+            scale: float, window: int | None) -> torch.Tensor:
     """tiles [N, Hkv, R, D] against their sequences' splits (keys_t [N, Hkv, S, D, split], values
     [N, Hkv, S, split, D]) -> [N, Hkv, R, D]."""
     num_splits, split_keys = values.shape[2:4]
     key_pos = torch.arange(num_splits * split_keys).view(num_splits, split_keys)
-    masked = (key_pos[None, None, :, None, :] > positions[:, None, None, :, None])
+    masked = ~in_window(key_pos[None, None, :, None, :], positions[:, None, None, :, None], window)
     scores = torch.matmul(tiles[:, :, None], keys_t) * scale  # [N, Hkv, S, R, split]
     scores = scores.masked_fill(masked, -math.inf)
     weights = torch.exp(scores - scores.amax(dim=(2, 4), keepdim=True))
@@ -148,13 +153,13 @@ def _attend(tiles: torch.Tensor, positions: torch.Tensor, keys_t: torch.Tensor, 
 
 
 def split_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, meta: AttentionMetadata,
-                    scale: float, split_keys: int) -> torch.Tensor:
+                    scale: float, split_keys: int, window: int | None = None) -> torch.Tensor:
     """Softmax attention with one reduction path per query row, whatever the batch, chunking or caching.
 
     Rows go in TILE_ROWS-row tiles and keys in `split_keys`-key splits, so every product has the shape
     [TILE_ROWS, D] x [D, split_keys] or [TILE_ROWS, split_keys] x [split_keys, D]. A row's max over its keys
     is exact, so its weights are the same wherever it sits; the splits are added in position order, and
-    splits past the row's position add exact zeros.
+    splits past the row's position (or before its window) add exact zeros.
     """
     tokens, heads, head_dim = q.shape
     num_kv_heads = k_cache.shape[2]
@@ -167,7 +172,7 @@ def split_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
     tile_bytes = 4 * num_kv_heads * num_splits * split_keys * (2 * head_dim + 2 * TILE_ROWS)
     out_rows = torch.cat([_attend(tiles[chunk], plan.position[chunk],
                                   _split_context(k_cache, tables[chunk], num_splits, split_keys, transposed=True),
-                                  _split_context(v_cache, tables[chunk], num_splits, split_keys), scale)
+                                  _split_context(v_cache, tables[chunk], num_splits, split_keys), scale, window)
                           for chunk in _tile_chunks(len(tiles), tile_bytes)])
     out_rows = out_rows.permute(0, 2, 1, 3)  # [N, TILE_ROWS, Hkv, D]
     out = q.new_empty(tokens, num_kv_heads, group, head_dim)
@@ -179,14 +184,14 @@ def split_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
           description=f"{SPLIT_KEYS}-key splits and {TILE_ROWS}-row query tiles, merged in position order: "
                       "one path for prefill, decode, chunked and cached tokens; differentiable")
 def attention_fixed_split(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, meta: AttentionMetadata,
-                          scale: float) -> torch.Tensor:
-    return split_attention(q, k_cache, v_cache, meta, scale, max(SPLIT_KEYS, k_cache.shape[1]))
+                          scale: float, window: int | None = None) -> torch.Tensor:
+    return split_attention(q, k_cache, v_cache, meta, scale, max(SPLIT_KEYS, k_cache.shape[1]), window)
 
 
 @register("attention", "dynamic_split", devices=("cpu",), batch_invariant=False,
           description="split-KV whose split size follows the number of sequences (negative control)")
 def attention_dynamic_split(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
-                            meta: AttentionMetadata, scale: float) -> torch.Tensor:
+                            meta: AttentionMetadata, scale: float, window: int | None = None) -> torch.Tensor:
     block_size = k_cache.shape[1]
     blocks_per_split = max(1, math.ceil(max(meta.context_lens) / block_size / max(1, 8 // meta.num_seqs)))
-    return split_attention(q, k_cache, v_cache, meta, scale, blocks_per_split * block_size)
+    return split_attention(q, k_cache, v_cache, meta, scale, blocks_per_split * block_size, window)

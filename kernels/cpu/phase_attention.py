@@ -31,9 +31,9 @@ def split_by_phase(meta: AttentionMetadata) -> list[tuple[torch.Tensor, Attentio
           description="decode rows by the row program, prefill sequences by scaled_dot_product_attention: "
                       "the faster kernel for each phase", preferred_for=("default",))
 def attention_phase_split(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, meta: AttentionMetadata,
-                          scale: float) -> torch.Tensor:
+                          scale: float, window: int | None = None) -> torch.Tensor:
     out = torch.empty_like(q)
     for rows, sub_meta, decode in split_by_phase(meta):
         kernel = attention_row_program if decode else attention_sdpa
-        out[rows] = kernel(q[rows], k_cache, v_cache, sub_meta, scale)
+        out[rows] = kernel(q[rows], k_cache, v_cache, sub_meta, scale, window)
     return out

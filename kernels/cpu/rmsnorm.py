@@ -1,4 +1,8 @@
-"""CPU RMSNorm variants with Hugging Face LlamaRMSNorm arithmetic and an optional fused residual add."""
+"""CPU RMSNorm variants with Hugging Face's arithmetic and an optional fused residual add.
+
+`unit_offset=False` is LlamaRMSNorm's: weight * (x * rstd) rounded to x's dtype first. `unit_offset=True` is
+Gemma's: (x * rstd) * (1 + weight) in fp32, rounded once.
+"""
 from __future__ import annotations
 
 import torch
@@ -13,34 +17,37 @@ def _residual_add(x: torch.Tensor, residual: torch.Tensor | None) -> torch.Tenso
     return x if residual is None else x + residual
 
 
-def _normalize(x: torch.Tensor, weight: torch.Tensor, mean_square: torch.Tensor, eps: float) -> torch.Tensor:
+def _normalize(x: torch.Tensor, weight: torch.Tensor, mean_square: torch.Tensor, eps: float,
+               unit_offset: bool) -> torch.Tensor:
     h = x.float() * torch.rsqrt(mean_square + eps)
+    if unit_offset:
+        return (h * (1.0 + weight.float())).to(x.dtype)
     return weight * h.to(x.dtype)
 
 
 @register("rmsnorm", "torch", devices=("cpu", "cuda"), batch_invariant=False,
           description="torch ops on the whole batch: the reduction may be split across threads by shape",
           preferred_for=("default",))
-def rmsnorm_torch(x: torch.Tensor, weight: torch.Tensor, eps: float,
-                  residual: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def rmsnorm_torch(x: torch.Tensor, weight: torch.Tensor, eps: float, residual: torch.Tensor | None = None,
+                  unit_offset: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     x = _residual_add(x, residual)
-    return _normalize(x, weight, primitives.mean_last(x.float().pow(2)), eps), x
+    return _normalize(x, weight, primitives.mean_last(x.float().pow(2)), eps, unit_offset), x
 
 
 @register("rmsnorm", "cpu_halving", devices=("cpu",), batch_invariant=True,
           description="mean of squares by pairwise halving: elementwise adds in one fixed order per row",
           preferred_for=("invariant",))
-def rmsnorm_halving(x: torch.Tensor, weight: torch.Tensor, eps: float,
-                    residual: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def rmsnorm_halving(x: torch.Tensor, weight: torch.Tensor, eps: float, residual: torch.Tensor | None = None,
+                    unit_offset: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     x = _residual_add(x, residual)
-    return _normalize(x, weight, halving_mean(x.float().pow(2)), eps), x
+    return _normalize(x, weight, halving_mean(x.float().pow(2)), eps, unit_offset), x
 
 
 @register("rmsnorm", "split", devices=("cpu", "cuda"), batch_invariant=False,
           description="sum of squares split into partials whose count follows M (negative control)")
-def rmsnorm_split(x: torch.Tensor, weight: torch.Tensor, eps: float,
-                  residual: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def rmsnorm_split(x: torch.Tensor, weight: torch.Tensor, eps: float, residual: torch.Tensor | None = None,
+                  unit_offset: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     x = _residual_add(x, residual)
     chunks = x.float().chunk(split_count_from_rows(x.shape[0]), dim=-1)
     mean_square = torch.stack([c.pow(2).sum(-1, keepdim=True) for c in chunks]).sum(0) / x.shape[-1]
-    return _normalize(x, weight, mean_square, eps), x
+    return _normalize(x, weight, mean_square, eps, unit_offset), x

@@ -7,23 +7,15 @@ Weights are upcast once and cached while their version counter is unchanged.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
+from bi_bench.kernels.cpu.derived import cacheable, derived, root_of
+from bi_bench.kernels.cpu.isa import cpu_flags
+
 HALF = (torch.bfloat16, torch.float16)
-CACHE_ATTRIBUTE = "_bi_bench_fp32"  # (version, fp32 copy), kept on the parameter: it lives and dies with it
 
 
-def _native_half_matmul() -> bool:
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.exists():
-        return True
-    flags = cpuinfo.read_text().split()
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-NATIVE_HALF_MATMUL = _native_half_matmul()
+NATIVE_HALF_MATMUL = bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
 def needs_upcast(t: torch.Tensor) -> bool:
@@ -32,11 +24,8 @@ def needs_upcast(t: torch.Tensor) -> bool:
 
 def fp32(t: torch.Tensor) -> torch.Tensor:
     """t in fp32; for a parameter (or a view of one, such as weight.t()) the cached fp32 copy."""
-    root = t if t._base is None else t._base
-    if not isinstance(root, torch.nn.Parameter) or not root.is_contiguous() or root.is_inference():
+    root = root_of(t)
+    if not cacheable(root):
         return t.float()
-    cached = getattr(root, CACHE_ATTRIBUTE, None)
-    if cached is None or cached[0] != root._version:
-        cached = (root._version, root.detach().float())
-        setattr(root, CACHE_ATTRIBUTE, cached)
-    return cached[1].as_strided(t.shape, t.stride(), t.storage_offset() - root.storage_offset())
+    copy = derived(root, "fp32", lambda r: r.detach().float())
+    return copy.as_strided(t.shape, t.stride(), t.storage_offset() - root.storage_offset())

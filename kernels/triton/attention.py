@@ -3,7 +3,8 @@
 One program per (query row, query head). A row's keys are cut into splits of a fixed size starting at
 position 0; each split runs an fp32 online softmax over BLOCK_KEYS keys at a time, and split results are
 merged in position order. Which splits and chunks a row sees depends only on its own position, so prefill,
-decode, chunked prefill and cached prefixes all reduce its keys in the same order whatever the batch.
+decode, chunked prefill and cached prefixes all reduce its keys in the same order whatever the batch. A
+sliding window skips the splits and chunks wholly before it and masks the keys before it in the first one.
 """
 from __future__ import annotations
 
@@ -13,28 +14,39 @@ import torch
 import triton
 import triton.language as tl
 
-from bi_bench.kernels.attention_metadata import AttentionMetadata
+from bi_bench.kernels.attention_metadata import AttentionMetadata, DeviceRows
 from bi_bench.kernels.registry import register
 
 BLOCK_KEYS = 64
 SPLIT_KEYS = 256
 # The dynamic contrast aims for this many (sequence, split) pairs, like split-KV decode heuristics.
 TARGET_SPLITS = 8
+NO_WINDOW = 2**31 - 1  # the window a full-attention layer passes: wider than any context
 
 
 @triton.jit
-def _attend_keys(q, k_ptr, v_ptr, table_ptr, kv_head, start, end, block_size, scale,
+def _first_key(length, window):
+    """The first key a row that sees `length` keys attends to."""
+    return tl.maximum(length - window, 0)
+
+
+@triton.jit
+def _attend_keys(q, k_ptr, v_ptr, table_ptr, kv_head, start, end, lo, block_size, scale,
                  stride_kb, stride_ks, stride_kh, stride_vb, stride_vs, stride_vh,
                  D, BLOCK_KEYS: tl.constexpr, BLOCK_D: tl.constexpr):
-    """Online softmax of q over cached keys [start, end): (max score, sum of exp, unnormalised output)."""
+    """Online softmax of q over cached keys [max(start, lo), end): (max score, sum of exp, unnormalised output).
+
+    `start` is a multiple of BLOCK_KEYS; chunks stay on that grid, and those wholly before `lo` are skipped, so
+    every chunk processed holds a visible key (an all-masked first chunk would make the running max NaN).
+    """
     offs_d = tl.arange(0, BLOCK_D)
     d_mask = offs_d < D
     running_max = float("-inf")
     running_sum = 0.0
     acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
-    for first in tl.range(start, end, BLOCK_KEYS):
+    for first in tl.range(tl.maximum(start, lo // BLOCK_KEYS * BLOCK_KEYS), end, BLOCK_KEYS):
         pos = first + tl.arange(0, BLOCK_KEYS)
-        valid = pos < end
+        valid = (pos < end) & (pos >= lo)
         block = tl.load(table_ptr + pos // block_size, mask=valid, other=0).to(tl.int64)
         slot = pos % block_size
         kv_mask = valid[:, None] & d_mask[None, :]
@@ -69,20 +81,22 @@ def _load_query(q_ptr, row, head, stride_qt, stride_qh, D, BLOCK_D: tl.constexpr
 
 @triton.jit
 def _fixed_split_kernel(q_ptr, k_ptr, v_ptr, out_ptr, tables_ptr, row_seq_ptr, row_pos_ptr, block_size, scale,
-                        stride_qt, stride_qh, stride_kb, stride_ks, stride_kh, stride_vb, stride_vs, stride_vh,
-                        stride_ot, stride_oh, stride_table, D, GROUP: tl.constexpr,
+                        window, stride_qt, stride_qh, stride_kb, stride_ks, stride_kh, stride_vb, stride_vs,
+                        stride_vh, stride_ot, stride_oh, stride_table, D, GROUP: tl.constexpr,
                         SPLIT_KEYS: tl.constexpr, BLOCK_KEYS: tl.constexpr, BLOCK_D: tl.constexpr):
     row, head = tl.program_id(0).to(tl.int64), tl.program_id(1)
     table_ptr = tables_ptr + tl.load(row_seq_ptr + row).to(tl.int64) * stride_table
     length = tl.load(row_pos_ptr + row) + 1
+    lo = _first_key(length, window)
     q = _load_query(q_ptr, row, head, stride_qt, stride_qh, D, BLOCK_D)
     run_max = float("-inf")
     run_sum = 0.0
     run_acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
-    for start in tl.range(0, length, SPLIT_KEYS):
+    for start in tl.range(lo // SPLIT_KEYS * SPLIT_KEYS, length, SPLIT_KEYS):
         part_max, part_sum, part_acc = _attend_keys(
-            q, k_ptr, v_ptr, table_ptr, head // GROUP, start, tl.minimum(start + SPLIT_KEYS, length), block_size,
-            scale, stride_kb, stride_ks, stride_kh, stride_vb, stride_vs, stride_vh, D, BLOCK_KEYS, BLOCK_D)
+            q, k_ptr, v_ptr, table_ptr, head // GROUP, start, tl.minimum(start + SPLIT_KEYS, length), lo,
+            block_size, scale, stride_kb, stride_ks, stride_kh, stride_vb, stride_vs, stride_vh, D, BLOCK_KEYS,
+            BLOCK_D)
         run_max, run_sum, run_acc = _merge(run_max, run_sum, run_acc, part_max, part_sum, part_acc)
     offs_d = tl.arange(0, BLOCK_D)
     tl.store(out_ptr + row * stride_ot + head * stride_oh + offs_d,
@@ -91,19 +105,21 @@ def _fixed_split_kernel(q_ptr, k_ptr, v_ptr, out_ptr, tables_ptr, row_seq_ptr, r
 
 @triton.jit
 def _split_partial_kernel(q_ptr, k_ptr, v_ptr, tables_ptr, row_seq_ptr, row_pos_ptr, max_ptr, sum_ptr, acc_ptr,
-                          block_size, scale, split_keys, num_splits,
+                          block_size, scale, window, split_keys, num_splits,
                           stride_qt, stride_qh, stride_kb, stride_ks, stride_kh, stride_vb, stride_vs, stride_vh,
                           stride_table, D, HEADS: tl.constexpr, GROUP: tl.constexpr,
                           BLOCK_KEYS: tl.constexpr, BLOCK_D: tl.constexpr):
     row, head, split = tl.program_id(0).to(tl.int64), tl.program_id(1), tl.program_id(2)
     length = tl.load(row_pos_ptr + row) + 1
+    lo = _first_key(length, window)
     start = split * split_keys
-    if start < length:
+    if (start < length) & (start + split_keys > lo):
         table_ptr = tables_ptr + tl.load(row_seq_ptr + row).to(tl.int64) * stride_table
         q = _load_query(q_ptr, row, head, stride_qt, stride_qh, D, BLOCK_D)
         part_max, part_sum, part_acc = _attend_keys(
-            q, k_ptr, v_ptr, table_ptr, head // GROUP, start, tl.minimum(start + split_keys, length), block_size,
-            scale, stride_kb, stride_ks, stride_kh, stride_vb, stride_vs, stride_vh, D, BLOCK_KEYS, BLOCK_D)
+            q, k_ptr, v_ptr, table_ptr, head // GROUP, start, tl.minimum(start + split_keys, length), lo,
+            block_size, scale, stride_kb, stride_ks, stride_kh, stride_vb, stride_vs, stride_vh, D, BLOCK_KEYS,
+            BLOCK_D)
         index = (row * HEADS + head) * num_splits + split
         tl.store(max_ptr + index, part_max)
         tl.store(sum_ptr + index, part_sum)
@@ -112,7 +128,7 @@ def _split_partial_kernel(q_ptr, k_ptr, v_ptr, tables_ptr, row_seq_ptr, row_pos_
 
 
 @triton.jit
-def _merge_splits_kernel(row_pos_ptr, max_ptr, sum_ptr, acc_ptr, out_ptr, split_keys, num_splits,
+def _merge_splits_kernel(row_pos_ptr, max_ptr, sum_ptr, acc_ptr, out_ptr, window, split_keys, num_splits,
                          stride_ot, stride_oh, D, HEADS: tl.constexpr, BLOCK_D: tl.constexpr):
     row, head = tl.program_id(0).to(tl.int64), tl.program_id(1)
     length = tl.load(row_pos_ptr + row) + 1
@@ -120,7 +136,7 @@ def _merge_splits_kernel(row_pos_ptr, max_ptr, sum_ptr, acc_ptr, out_ptr, split_
     run_max = float("-inf")
     run_sum = 0.0
     run_acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
-    for split in tl.range(0, tl.cdiv(length, split_keys)):
+    for split in tl.range(_first_key(length, window) // split_keys, tl.cdiv(length, split_keys)):
         index = (row * HEADS + head) * num_splits + split
         run_max, run_sum, run_acc = _merge(run_max, run_sum, run_acc, tl.load(max_ptr + index),
                                            tl.load(sum_ptr + index), tl.load(acc_ptr + index * BLOCK_D + offs_d))
@@ -129,14 +145,16 @@ def _merge_splits_kernel(row_pos_ptr, max_ptr, sum_ptr, acc_ptr, out_ptr, split_
 
 
 def row_layout(meta: AttentionMetadata, num_rows: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each query row's sequence and cache position (int32)."""
-    query_lens = torch.tensor(meta.query_lens())
-    if int(query_lens.sum()) != num_rows:
-        raise ValueError(f"query_start covers {int(query_lens.sum())} rows but q has {num_rows}")
-    row_seq = torch.repeat_interleave(torch.arange(meta.num_seqs), query_lens)
-    first_pos = torch.tensor(meta.context_lens) - query_lens - torch.tensor(meta.query_start[:-1])
-    row_pos = torch.arange(num_rows) + first_pos[row_seq]
-    return row_seq.to(device, torch.int32), row_pos.to(device, torch.int32)
+    """Each query row's sequence and cache position (int32), copied to the device once per step."""
+    if meta.device_rows is None:
+        query_lens = torch.tensor(meta.query_lens())
+        if int(query_lens.sum()) != num_rows:
+            raise ValueError(f"query_start covers {int(query_lens.sum())} rows but q has {num_rows}")
+        row_seq = torch.repeat_interleave(torch.arange(meta.num_seqs), query_lens)
+        first_pos = torch.tensor(meta.context_lens) - query_lens - torch.tensor(meta.query_start[:-1])
+        row_pos = torch.arange(num_rows) + first_pos[row_seq]
+        meta.device_rows = DeviceRows(row_seq.to(device, torch.int32), row_pos.to(device, torch.int32))
+    return meta.device_rows.seq, meta.device_rows.pos
 
 
 def _check(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor) -> None:
@@ -158,7 +176,7 @@ def _cache_strides(k_cache: torch.Tensor, v_cache: torch.Tensor) -> tuple[int, .
                       "chunks from position 0, merged in order: one path for prefill, decode, chunked and "
                       "cached tokens", preferred_for=("invariant",))
 def attention_fixed_split(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, meta: AttentionMetadata,
-                          scale: float) -> torch.Tensor:
+                          scale: float, window: int | None = None) -> torch.Tensor:
     _check(q, k_cache, v_cache)
     (rows, heads, dim), out = q.shape, torch.empty_like(q)
     if rows == 0:
@@ -166,7 +184,7 @@ def attention_fixed_split(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch
     row_seq, row_pos = row_layout(meta, rows, q.device)
     tables = meta.block_tables.to(q.device, torch.int32)
     _fixed_split_kernel[(rows, heads)](
-        q, k_cache, v_cache, out, tables, row_seq, row_pos, meta.block_size, scale,
+        q, k_cache, v_cache, out, tables, row_seq, row_pos, meta.block_size, scale, window or NO_WINDOW,
         q.stride(0), q.stride(1), *_cache_strides(k_cache, v_cache), out.stride(0), out.stride(1),
         tables.stride(0), dim, GROUP=heads // k_cache.shape[2], SPLIT_KEYS=SPLIT_KEYS, BLOCK_KEYS=BLOCK_KEYS,
         BLOCK_D=triton.next_power_of_2(dim))
@@ -181,9 +199,10 @@ def dynamic_split_keys(meta: AttentionMetadata) -> int:
 
 @register("attention", "triton_dynamic_split", devices=("cuda",), batch_invariant=False,
           description="split-KV whose split count follows the number of sequences (fewer sequences, more "
-                      "splits), partial results merged by log-sum-exp (negative control)")
+                      "splits), partial results merged by log-sum-exp, like vendor decode kernels",
+          preferred_for=("default",))
 def attention_dynamic_split(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
-                            meta: AttentionMetadata, scale: float) -> torch.Tensor:
+                            meta: AttentionMetadata, scale: float, window: int | None = None) -> torch.Tensor:
     _check(q, k_cache, v_cache)
     (rows, heads, dim), out = q.shape, torch.empty_like(q)
     if rows == 0:
@@ -199,9 +218,10 @@ def attention_dynamic_split(q: torch.Tensor, k_cache: torch.Tensor, v_cache: tor
     group = heads // k_cache.shape[2]
     _split_partial_kernel[(rows, heads, num_splits)](
         q, k_cache, v_cache, tables, row_seq, row_pos, part_max, part_sum, part_acc, meta.block_size, scale,
-        split_keys, num_splits, q.stride(0), q.stride(1), *_cache_strides(k_cache, v_cache), tables.stride(0),
+        window or NO_WINDOW, split_keys, num_splits, q.stride(0), q.stride(1), *_cache_strides(k_cache, v_cache), tables.stride(0),
         dim, HEADS=heads, GROUP=group, BLOCK_KEYS=BLOCK_KEYS, BLOCK_D=block_d)
     _merge_splits_kernel[(rows, heads)](
-        row_pos, part_max, part_sum, part_acc, out, split_keys, num_splits, out.stride(0), out.stride(1), dim,
+        row_pos, part_max, part_sum, part_acc, out, window or NO_WINDOW, split_keys, num_splits, out.stride(0),
+        out.stride(1), dim,
         HEADS=heads, BLOCK_D=block_d)
     return out

@@ -1,15 +1,19 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner, Result
 from filelock import FileLock
 
 from bi_bench.harness.cli import main
+from bi_bench.harness.packed import FLOAT32, float_bytes, pack, unpack
+from bi_bench.harness.repeats import expanded
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "suites" / "tiny.yaml"
@@ -46,6 +50,26 @@ def results_files(out: Path) -> list[Path]:
 
 def load(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
+
+
+def own_observation(group: dict[str, Any], index: int) -> dict[str, Any]:
+    """Candidate `index`'s stored observation, written out in full where it named an earlier run it repeats."""
+    observation = expanded(group)["candidates"][index]["observation"]
+    group["candidates"][index]["observation"] = observation
+    return observation
+
+
+def nudge_logprob(observation: dict[str, Any], position: int = 0) -> None:
+    """Moves one packed logprob of a stored observation to the next float32 up: the smallest edit there is."""
+    logprobs = unpack(observation["logprobs"], FLOAT32)
+    logprobs[position] = float(np.nextafter(np.float32(logprobs[position]), np.float32(np.inf)))
+    observation["logprobs"] = pack(float_bytes(logprobs))
+
+
+@pytest.fixture(scope="session")
+def worker_id() -> str:
+    """xdist's fixture of that name, also when the tests run without xdist (-p no:xdist)."""
+    return os.environ.get("PYTEST_XDIST_WORKER", "master")
 
 
 def shared_run(factory: pytest.TempPathFactory, worker_id: str, name: str, document: dict[str, Any]

@@ -8,11 +8,11 @@ from typing import Callable
 import pytest
 
 from bi_bench.harness.checks import CHECKS
-from conftest import TINY, invoke, load
+from conftest import TINY, invoke, load, nudge_logprob
 
 
-@pytest.mark.parametrize(("what", "expected"), [("models", "random:tiny-qwen3"), ("kernels", "cpu_min_rows"),
-                                                ("checks", "unique_completions")])
+@pytest.mark.parametrize(("what", "expected"), [("models", "random:tiny-qwen3"), ("models", "gemma3-270m"),
+                                                ("kernels", "cpu_min_rows"), ("checks", "unique_completions")])
 def test_ls(what: str, expected: str) -> None:
     result = invoke("ls", what)
     assert result.exit_code == 0 and expected in result.output
@@ -26,7 +26,7 @@ def test_ls_checks_lists_every_check() -> None:
 def test_dry_run_lists_the_matrix_and_shards_split_it() -> None:
     everything = invoke("run", TINY, "--dry-run").output.splitlines()
     halves = [invoke("run", TINY, "--dry-run", "--shard", f"{i}/2").output.splitlines() for i in (1, 2)]
-    assert len(everything) == 18 and sorted(halves[0] + halves[1]) == sorted(everything)
+    assert len(everything) == 20 and sorted(halves[0] + halves[1]) == sorted(everything)
     assert not set(halves[0]) & set(halves[1])
 
 
@@ -41,7 +41,7 @@ def test_compare_names_changed_case(copy_results: Callable[[], Path], small_run:
     edited = copy_results()
     data = load(edited)
     case = next(c for c in data["cases"] if c["verdict"] == "pass")
-    case["observations"][0]["reference"]["logprobs"][0] += 1.0
+    nudge_logprob(case["observations"][0]["reference"])
     case["digests"][0]["reference"]["logprobs"] = "0" * 64
     data["environment"]["torch"] = "9.9.9"
     edited.write_text(json.dumps(data))

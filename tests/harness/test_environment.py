@@ -1,16 +1,27 @@
-"""What a results file records about where and on what it ran: git state, CUDA and driver, logit precision."""
+"""What a results file records about where and on what it ran: git state, CUDA and driver, CPU ISA, threads and
+BLAS, logit precision."""
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import torch
 
 from bi_bench.engine import LLM
 from bi_bench.harness import environment as env_module
-from bi_bench.harness.environment import environment, git_state
+from bi_bench.harness.checks.threads import torch_threads
+from bi_bench.harness.environment import environment, git_state, torch_cpu_config
 from bi_bench.harness.model_info import model_record
+from bi_bench.kernels.cpu.isa import cpu_flags, isa_class, isa_features
+from conftest import invoke, load
+
+AVX2 = {"sse4_2", "avx", "avx2", "fma", "bmi2"}
+AVX512 = AVX2 | {"avx512f", "avx512bw", "avx512vl"}
+AVX512_BF16 = AVX512 | {"avx512_bf16"}
+AMX = AVX512_BF16 | {"amx_bf16", "amx_tile", "amx_int8"}
 
 
 def git(repo: Path, *args: str) -> None:
@@ -82,3 +93,61 @@ def test_driver_is_null_without_nvidia_smi(monkeypatch: pytest.MonkeyPatch) -> N
 def test_model_record_reports_lm_head_precision(lm_head_fp32: bool) -> None:
     llm = LLM("random:tiny-qwen3", dtype="float32", max_model_len=64, max_num_seqs=2, lm_head_fp32=lm_head_fp32)
     assert model_record(llm).lm_head_fp32 is lm_head_fp32
+
+
+@pytest.mark.parametrize(("flags", "expected"), [(AMX, "amx"), (AVX512_BF16, "avx512bf16"), (AVX512, "avx512"),
+                                                 (AVX2, "avx2"), (AVX2 - {"fma"}, "baseline"),
+                                                 ({"sse4_2"}, "baseline"), (set(), "baseline")])
+def test_isa_class(flags: set[str], expected: str) -> None:
+    assert isa_class(isa_features(flags)) == expected
+
+
+def test_isa_features_keep_only_the_listed_ones_in_order() -> None:
+    assert isa_features(AMX) == ["avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "fma"]
+    assert isa_features(AVX2) == ["avx2", "fma"]
+
+
+def test_cpu_flags_are_the_first_processors(tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 fma\n\n"
+                       "processor\t: 1\nflags\t\t: fpu\n")
+    assert cpu_flags(cpuinfo) == {"fpu", "avx2", "fma"}
+    assert cpu_flags(tmp_path / "missing") == set()
+
+
+@pytest.mark.parametrize(("flags", "slug"), [(AVX512_BF16, "cpu-amd-epyc-avx512bf16"), (AVX2, "cpu-amd-epyc-avx2")])
+def test_cpu_hardware_slug_names_the_isa_class(monkeypatch: pytest.MonkeyPatch, flags: set[str], slug: str) -> None:
+    monkeypatch.setattr(env_module, "cpu_model", lambda: "AMD EPYC")
+    monkeypatch.setattr(env_module, "cpu_flags", lambda: flags)
+    recorded = environment("cpu")
+    assert recorded.hardware == slug and recorded.cpu_isa == isa_features(flags)
+
+
+def test_records_threads_capability_and_blas() -> None:
+    with torch_threads(3):
+        recorded = environment("cpu")
+    assert recorded.torch_threads == 3
+    assert recorded.cpu_capability == torch.backends.cpu.get_cpu_capability()
+    assert f"CPU capability usage: {recorded.cpu_capability}" in recorded.torch_cpu_config
+
+
+def test_torch_cpu_config_keeps_blas_onednn_and_openmp_lines() -> None:
+    shown = ("PyTorch built with:\n  - GCC 13.3\n  - Intel(R) oneAPI Math Kernel Library Version 2024.2\n"
+             "  - Intel(R) MKL-DNN v3.12.0 (Git Hash 80afa71)\n  - OpenMP 201511 (a.k.a. OpenMP 4.5)\n"
+             "  - NNPACK is enabled\n  - CPU capability usage: AVX512\n"
+             "  - Build settings: BLAS_INFO=open, BUILD_TYPE=Release, CXX_FLAGS= -O2 -fopenmp, USE_MKLDNN=ON, "
+             "USE_OPENMP=ON, \n")
+    assert torch_cpu_config(shown) == [
+        "Intel(R) oneAPI Math Kernel Library Version 2024.2", "Intel(R) MKL-DNN v3.12.0 (Git Hash 80afa71)",
+        "OpenMP 201511 (a.k.a. OpenMP 4.5)", "CPU capability usage: AVX512", "BLAS_INFO=open", "USE_MKLDNN=ON",
+        "USE_OPENMP=ON"]
+
+
+def test_validate_names_a_missing_environment_field(copy_results: Callable[[], Path]) -> None:
+    path = copy_results()
+    data = load(path)
+    del data["environment"]["cpu_isa"]
+    path.write_text(json.dumps(data))
+    result = invoke("validate", path)
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert "environment.cpu_isa: Field required" in result.output

@@ -16,7 +16,8 @@ def test_invariant_cases_pass(tiny_run: tuple[int, Path]) -> None:
     cases = load(tiny_run[1])["cases"]
     ran = [c for c in cases if c["mode"] == "invariant" and c["verdict"] != "skipped"]
     assert {c["check"] for c in ran} == {"batch_size", "order", "prefix_cache", "chunked_prefill", "prefill_decode",
-                                         "preemption", "repeat", "unique_completions", "trainer_parity"}
+                                         "preemption", "repeat", "unique_completions", "trainer_parity",
+                                         "threads"}
     assert all(c["verdict"] == "pass" and c["metrics"]["distinct_completions"] == 1 for c in ran)
 
 
@@ -44,7 +45,7 @@ def test_results_file_records_run(tiny_run: tuple[int, Path]) -> None:
     assert data["model"]["lm_head_fp32"] is data["suite"]["config"]["models"][0]["lm_head_fp32"] is False
     assert data["environment"]["cuda"] is None and data["environment"]["nvidia_driver"] is None  # a CPU run
     case = next(c for c in data["cases"] if c["id"] == "batch_size/invariant/tp1")
-    assert case["kernels"]["matmul"] == "cpu_min_rows"
+    assert case["kernels"]["matmul"] == "cpu_canonical"
 
 
 def test_validate_accepts(tiny_run: tuple[int, Path]) -> None:

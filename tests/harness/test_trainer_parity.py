@@ -12,17 +12,20 @@ from conftest import load
 
 PARAMS = SamplingParams(temperature=0.8, top_p=0.95, max_tokens=12, seed=11, ignore_eos=True)
 PROMPT_LENGTHS = (9, 23, 5)
+# Past Gemma 3 270M's 512-key sliding window, so the trainer's window is checked too (tiny-gemma3's is 8).
+GEMMA3_PROMPT_LENGTHS = (9, 540, 23)
 
 
-def prompts(llm: LLM) -> list[list[int]]:
+def prompts(llm: LLM, lengths: tuple[int, ...] = PROMPT_LENGTHS) -> list[list[int]]:
     generator = torch.Generator().manual_seed(3)
     vocab = llm.engine.source.config.vocab_size
-    return [torch.randint(3, vocab, (n,), generator=generator).tolist() for n in PROMPT_LENGTHS]
+    return [torch.randint(3, vocab, (n,), generator=generator).tolist() for n in lengths]
 
 
-def sampler_and_trainers(llm: LLM) -> list[tuple[list[float], list[float], list[float]]]:
+def sampler_and_trainers(llm: LLM, lengths: tuple[int, ...] = PROMPT_LENGTHS
+                         ) -> list[tuple[list[float], list[float], list[float]]]:
     """(sampled, score(), HF trainer) processed logprobs per prompt, the prompts sampled together."""
-    batch = prompts(llm)
+    batch = prompts(llm, lengths)
     outputs = llm.generate(batch, PARAMS)
     scores = llm.score(batch, [out.token_ids for out in outputs], PARAMS)
     model = trainer_model(llm)
@@ -30,8 +33,8 @@ def sampler_and_trainers(llm: LLM) -> list[tuple[list[float], list[float], list[
             for prompt, out, scored in zip(batch, outputs, scores)]
 
 
-def assert_bitwise_parity(llm: LLM) -> None:
-    for sampled, scored, trained in sampler_and_trainers(llm):
+def assert_bitwise_parity(llm: LLM, lengths: tuple[int, ...] = PROMPT_LENGTHS) -> None:
+    for sampled, scored, trained in sampler_and_trainers(llm, lengths):
         assert scored == sampled
         assert trained == sampled
         assert k3_kl(sampled, trained) == 0.0
@@ -45,6 +48,18 @@ def test_invariant_mode_sampler_equals_both_trainers_bf16(lm_head_fp32: bool) ->
 @pytest.mark.slow
 def test_invariant_mode_sampler_equals_both_trainers_smollm2_bf16() -> None:
     assert_bitwise_parity(LLM("smollm2-135m", dtype="bfloat16", mode="invariant", max_model_len=128))
+
+
+@pytest.mark.parametrize("lm_head_fp32", [False, True])
+def test_invariant_mode_sampler_equals_both_trainers_tiny_gemma3_bf16(lm_head_fp32: bool) -> None:
+    assert_bitwise_parity(LLM("random:tiny-gemma3", dtype="bfloat16", mode="invariant", lm_head_fp32=lm_head_fp32))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lm_head_fp32", [False, True])
+def test_invariant_mode_sampler_equals_both_trainers_gemma3_bf16(lm_head_fp32: bool) -> None:
+    llm = LLM("gemma3-270m", dtype="bfloat16", mode="invariant", max_model_len=576, lm_head_fp32=lm_head_fp32)
+    assert_bitwise_parity(llm, GEMMA3_PROMPT_LENGTHS)
 
 
 def test_default_mode_mismatch_is_reported() -> None:

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import pytest
 
-from conftest import invoke, load
+from conftest import invoke, load, nudge_logprob, own_observation
 
 
 def edit(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
@@ -89,25 +89,23 @@ def test_older_schema_is_named_with_what_to_do(copy_results: Callable[[], Path])
     """One line, not one per field whose meaning changed since."""
     path = copy_results()
 
-    def as_schema_1(data: dict[str, Any]) -> None:
-        data["schema_version"] = 1
-        del data["model"]["lm_head_fp32"]
+    def as_schema_2(data: dict[str, Any]) -> None:
+        data["schema_version"] = 2
+        del data["suite"]["source"]
 
-    edit(path, as_schema_1)
+    edit(path, as_schema_2)
     result = invoke("validate", path)
     assert result.exit_code == 1
     assert result.output.count("\n") == 1
-    assert "schema_version: Value error, 1 is not 2" in result.output and "rerun its suite" in result.output
+    assert "schema_version: Value error, 2 is not 3: a schema 2 file" in result.output
+    assert "rerun its suite" in result.output
 
 
 def test_edited_observation_breaks_digest_and_metrics(copy_results: Callable[[], Path]) -> None:
     path = copy_results()
     index = next(i for i, c in enumerate(load(path)["cases"]) if c["verdict"] == "pass")
 
-    def flip_a_logprob(data: dict[str, Any]) -> None:
-        data["cases"][index]["observations"][0]["candidates"][0]["observation"]["logprobs"][0] += 1e-7
-
-    edit(path, flip_a_logprob)
+    edit(path, lambda data: nudge_logprob(own_observation(data["cases"][index]["observations"][0], 0)))
     result = invoke("validate", path)
     assert result.exit_code == 1
     assert f"cases[{index}].digests[0].candidates[0].logprobs" in result.output

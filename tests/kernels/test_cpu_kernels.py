@@ -150,7 +150,7 @@ class PagedCache:
         # one query per cache slot of each sequence, laid out like its blocks
         self.q = torch.randn(sum(len(t) for t in self.tables) * BLOCK, HEADS, HEAD_DIM, generator=gen).to(dtype)
 
-    def run(self, name: str, picks: list[tuple[int, int, int]]) -> torch.Tensor:
+    def run(self, name: str, picks: list[tuple[int, int, int]], window: int | None = None) -> torch.Tensor:
         """picks: (sequence, first query position, number of queries); queries end at the context end."""
         queries, starts, lens, tables = [], [0], [], []
         offsets = [0]
@@ -164,10 +164,11 @@ class PagedCache:
         width = max(len(t) for t in tables)
         padded = torch.tensor([t + [-1] * (width - len(t)) for t in tables], dtype=torch.int32)
         meta = AttentionMetadata(starts, lens, padded, BLOCK)
-        return get("attention", name).fn(torch.cat(queries), self.k, self.v, meta, HEAD_DIM ** -0.5)
+        return get("attention", name).fn(torch.cat(queries), self.k, self.v, meta, HEAD_DIM ** -0.5, window)
 
 
-def reference_attention(cache: PagedCache, seq: int, first: int, count: int) -> torch.Tensor:
+def reference_attention(cache: PagedCache, seq: int, first: int, count: int, window: int | None = None
+                        ) -> torch.Tensor:
     keys = cache.k[cache.tables[seq]].flatten(0, 1).double()
     values = cache.v[cache.tables[seq]].flatten(0, 1).double()
     offset = sum(len(t) * BLOCK for t in cache.tables[:seq])
@@ -177,7 +178,10 @@ def reference_attention(cache: PagedCache, seq: int, first: int, count: int) -> 
         q = cache.q[offset + position].double()
         k = keys[: position + 1].repeat_interleave(HEADS // KV_HEADS, dim=1)
         v = values[: position + 1].repeat_interleave(HEADS // KV_HEADS, dim=1)
-        weights = torch.softmax(torch.einsum("hd,thd->ht", q, k) * HEAD_DIM ** -0.5, -1)
+        scores = torch.einsum("hd,thd->ht", q, k) * HEAD_DIM ** -0.5
+        if window is not None:  # the window as a mask over every earlier key, not by slicing
+            scores[:, torch.arange(position + 1) <= position - window] = -math.inf
+        weights = torch.softmax(scores, -1)
         out.append(torch.einsum("ht,thd->hd", weights, v))
     return torch.stack(out)
 
@@ -193,12 +197,24 @@ def test_attention_accuracy(name: str, dtype: torch.dtype) -> None:
     assert rel_err(out, expected) < TOLERANCE[dtype]
 
 
+@pytest.mark.parametrize("name", cpu_variants("attention"))
+@pytest.mark.parametrize("window", [1, 7, 64, 300])
+def test_attention_honours_a_sliding_window(name: str, window: int) -> None:
+    """Rows see their last `window` keys: prefill rows near and past the window, a decode row far past it."""
+    cache = PagedCache([70, 200, 9], seed=1)
+    picks = [(0, 0, 70), (1, 199, 1), (2, 4, 5)]
+    out = cache.run(name, picks, window)
+    expected = torch.cat([reference_attention(cache, *p, window=window) for p in picks])
+    assert rel_err(out, expected) < TOLERANCE[torch.float32]
+
+
 @st.composite
 def attention_case(draw):
     lengths = draw(st.lists(st.integers(1, 150), min_size=2, max_size=6))
     needle = draw(st.integers(0, len(lengths) - 1))
     chunk = draw(st.integers(1, lengths[needle]))
-    return lengths, needle, chunk, draw(st.integers(0, 2**31 - 1))
+    window = draw(st.one_of(st.none(), st.integers(1, 100)))
+    return lengths, needle, chunk, window, draw(st.integers(0, 2**31 - 1))
 
 
 @pytest.mark.parametrize("name", cpu_variants("attention", invariant=True))
@@ -206,12 +222,12 @@ def attention_case(draw):
 @given(case=attention_case())
 def test_attention_invariant_variants_are_bitwise_stable(name: str, case) -> None:
     """The needle's last query: alone as a decode, inside a prefill chunk, among other sequences."""
-    lengths, needle, chunk, seed = case
+    lengths, needle, chunk, window, seed = case
     cache = PagedCache(lengths, seed)
     last = lengths[needle] - 1
-    decode_alone = cache.run(name, [(needle, last, 1)])[0]
+    decode_alone = cache.run(name, [(needle, last, 1)], window)[0]
     picks = [(s, length - 1, 1) if s != needle else (s, lengths[s] - chunk, chunk) for s, length in enumerate(lengths)]
-    batch = cache.run(name, picks)
+    batch = cache.run(name, picks, window)
     end = sum(count for _, _, count in picks[: needle + 1])
     assert torch.equal(batch[end - 1], decode_alone)
 
@@ -245,13 +261,13 @@ def test_every_op_has_a_cpu_invariant_variant_and_a_contrast() -> None:
 
 def test_built_row_program_loads_past_a_stale_build_lock() -> None:
     """A process killed inside torch's extension loader leaves its lock file behind; a built module must still load."""
-    from bi_bench.kernels.cpu.row_attention import extension
+    from bi_bench.kernels.cpu.extension import extension
 
     built = Path(extension().__file__)
     lock = built.with_name("lock")
     lock.touch()
     try:
-        probe = "from bi_bench.kernels.cpu.row_attention import extension; print(extension().__file__)"
+        probe = "from bi_bench.kernels.cpu.extension import extension; print(extension().__file__)"
         done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     finally:
         lock.unlink()

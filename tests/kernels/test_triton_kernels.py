@@ -214,8 +214,8 @@ def paged_cache(seqs: list[Sequence], block_size: int, gen: torch.Generator) -> 
     return PagedCache(k_cache, v_cache, [t.to(torch.int32) for t in tables], block_size)
 
 
-def attend(name: str, seqs: list[Sequence], cache: PagedCache, spans: list[Span], scale: float = 0.3
-           ) -> list[torch.Tensor]:
+def attend(name: str, seqs: list[Sequence], cache: PagedCache, spans: list[Span], scale: float = 0.3,
+           window: int | None = None) -> list[torch.Tensor]:
     """One launch over `spans`; the output rows of each span."""
     query_lens = [n for _, _, n in spans]
     starts = [0, *torch.tensor(query_lens).cumsum(0).tolist()]
@@ -225,17 +225,20 @@ def attend(name: str, seqs: list[Sequence], cache: PagedCache, spans: list[Span]
         tables[b, :len(cache.tables[s])] = cache.tables[s]
     meta = AttentionMetadata(starts, [c for _, c, _ in spans], tables.to(DEVICE), cache.block_size)
     q = torch.cat([seqs[s].queries[c - n:c] for s, c, n in spans])
-    out = get("attention", name).fn(q, cache.k_cache, cache.v_cache, meta, scale)
+    out = get("attention", name).fn(q, cache.k_cache, cache.v_cache, meta, scale, window)
     return list(out.split(query_lens))
 
 
-def attention_reference(seq: Sequence, context_len: int, num_queries: int, scale: float = 0.3) -> torch.Tensor:
+def attention_reference(seq: Sequence, context_len: int, num_queries: int, scale: float = 0.3,
+                        window: int | None = None) -> torch.Tensor:
     group = seq.queries.shape[1] // seq.keys.shape[1]
     keys = seq.keys.double().repeat_interleave(group, dim=1)
     values = seq.values.double().repeat_interleave(group, dim=1)
     rows = []
     for pos in range(context_len - num_queries, context_len):
         scores = torch.einsum("hd,khd->hk", seq.queries[pos].double(), keys[:pos + 1]) * scale
+        if window is not None:  # the window as a mask over every earlier key
+            scores[:, torch.arange(pos + 1) <= pos - window] = -math.inf
         rows.append(torch.einsum("hk,khd->hd", scores.softmax(-1), values[:pos + 1]))
     return torch.stack(rows)
 
@@ -278,16 +281,31 @@ def test_attention_fixed_split_needle_is_batch_invariant(data: st.DataObject, ne
     assert torch.equal(alone, batch[at])
 
 
-def test_attention_fixed_split_prefill_decode_and_chunked_prefill_agree() -> None:
+@pytest.mark.parametrize("name", ["triton_fixed_split", "triton_dynamic_split"])
+@pytest.mark.parametrize("window", [1, 5, 16, 40])
+def test_attention_honours_a_sliding_window(name: str, window: int) -> None:
+    """Windows inside one 16-key chunk, on a chunk edge, across splits; decode, cached-prefix chunk, prefill."""
+    gen = torch.Generator().manual_seed(5)
+    seqs = [make_sequence(length, gen, heads=4, kv_heads=2) for length in (100, 70, 6)]
+    spans = [(0, 100, 1), (1, 70, 9), (2, 6, 6)]
+    with small_splits():
+        outs = attend(name, seqs, paged_cache(seqs, 4, gen), spans, window=window)
+    for (s, c, n), out in zip(spans, outs):
+        assert rel_err(out, attention_reference(seqs[s], c, n, window=window)) < REL_TOL
+
+
+@pytest.mark.parametrize("window", [None, 11])
+def test_attention_fixed_split_prefill_decode_and_chunked_prefill_agree(window: int | None) -> None:
     gen = torch.Generator().manual_seed(4)
     length = 40
     seqs = [make_sequence(length, gen), make_sequence(9, gen)]
     cache = paged_cache(seqs, 4, gen)
     with small_splits():
-        prefill = attend("triton_fixed_split", seqs, cache, [(0, length, length)])[0]
-        decode = torch.cat([attend("triton_fixed_split", seqs, cache, [(1, 9, 1), (0, pos + 1, 1)])[1]
+        prefill = attend("triton_fixed_split", seqs, cache, [(0, length, length)], window=window)[0]
+        decode = torch.cat([attend("triton_fixed_split", seqs, cache, [(1, 9, 1), (0, pos + 1, 1)], window=window)[1]
                             for pos in range(length)])
-        chunked = attend("triton_fixed_split", seqs, cache, [(0, 13, 13), (1, 9, 9), (0, 33, 20), (0, 40, 7)])
+        chunked = attend("triton_fixed_split", seqs, cache, [(0, 13, 13), (1, 9, 9), (0, 33, 20), (0, 40, 7)],
+                         window=window)
     assert torch.equal(prefill, decode)
     assert torch.equal(prefill, torch.cat([chunked[0], chunked[2], chunked[3]]))
 
@@ -340,3 +358,66 @@ class TestOnCuda:
         x, weight = (randn(rows, 2048, gen=gen, dtype=torch.bfloat16) for rows in (256, 1024))
         split_k = get("matmul", "triton_split_k").fn
         assert not torch.equal(split_k(x[:1], weight), split_k(x, weight)[:1])
+
+
+# ---------------------------------------------------------------- batch_invariant_mode's CUDA side
+
+def aten(name: str) -> Callable:
+    from bi_bench.kernels.triton.aten_overrides import OVERRIDES
+    return OVERRIDES[name]
+
+
+def test_aten_matmuls_are_accurate_and_rows_invariant() -> None:
+    gen = torch.Generator().manual_seed(7)
+    a, b, c, bias = randn(9, 40, gen=gen), randn(40, 24, gen=gen), randn(3, 9, 40, gen=gen), randn(24, gen=gen)
+    assert rel_err(aten("mm")(a, b), a.double() @ b.double()) < REL_TOL
+    assert rel_err(aten("addmm")(bias, a, b), bias.double() + a.double() @ b.double()) < REL_TOL
+    scaled = 0.5 * bias.double() + 2 * a.double() @ b.double()
+    assert rel_err(aten("addmm")(bias, a, b, beta=0.5, alpha=2), scaled) < REL_TOL
+    assert rel_err(aten("bmm")(c, b.expand(3, 40, 24)), c.double() @ b.double()) < REL_TOL
+    assert_rows_batch_invariant(lambda s: aten("addmm")(bias, a[s], b), 9, range(9))
+    assert_rows_batch_invariant(lambda s: aten("bmm")(c[:, s], b.expand(3, 40, 24)).transpose(0, 1), 9, range(9))
+
+
+# one program per row under the interpreter: few rows, and a last dim of two 1024-wide blocks
+@pytest.mark.parametrize(("shape", "dim"), [((2, 3, 1100), -1), ((4, 3, 5), 0), ((4, 3, 5), 1)])
+def test_aten_log_softmax_and_mean_over_any_dim(shape: tuple[int, ...], dim: int) -> None:
+    gen = torch.Generator().manual_seed(8)
+    x = randn(*shape, gen=gen)
+    out = aten("_log_softmax")(x, dim, False)
+    assert out.shape == x.shape and rel_err(out, torch.log_softmax(x.double(), dim)) < REL_TOL
+    for keepdim in (True, False):
+        mean = aten("mean.dim")(x, [dim], keepdim)
+        assert mean.shape == x.mean(dim, keepdim=keepdim).shape
+        assert rel_err(mean, x.double().mean(dim, keepdim=keepdim)) < REL_TOL
+    half = x.to(torch.bfloat16)
+    assert aten("_log_softmax")(half, dim, True).dtype == torch.float32
+    assert aten("mean.dim")(half, [dim]).dtype == torch.bfloat16
+    assert aten("mean.dim")(half, [dim], dtype=torch.float32).dtype == torch.float32
+
+
+def test_aten_reductions_are_row_invariant_and_fall_back_for_other_dtypes() -> None:
+    gen = torch.Generator().manual_seed(9)
+    x = randn(12, 1500, gen=gen)
+    assert_rows_batch_invariant(lambda s: aten("mean.dim")(x[s], [-1]), 12, range(12))
+    assert_rows_batch_invariant(lambda s: aten("_log_softmax")(x[s], -1, False), 12, range(12))
+    wide = x.double()
+    assert torch.equal(aten("mean.dim")(wide, [-1]), torch.ops.aten.mean.dim(wide, [-1]))
+    assert torch.equal(aten("mean.dim")(x, [0, 1]), torch.ops.aten.mean.dim(x, [0, 1]))
+
+
+def test_hf_attention_through_triton_matches_sdpa_with_gradients() -> None:
+    from bi_bench.kernels.invariant_mode import _TritonAttention
+
+    gen = torch.Generator().manual_seed(10)
+    q, k, v = (randn(2, h, 21, 8, gen=gen).requires_grad_() for h in (4, 2, 2))
+    with small_splits():
+        out = _TritonAttention.apply(q, k, v, 0.3, None)
+        alone = _TritonAttention.apply(q[1:], k[1:], v[1:], 0.3, None)
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.3, enable_gqa=True)
+    assert rel_err(out.detach(), ref.transpose(1, 2).detach().double()) < REL_TOL
+    assert torch.equal(alone[0], out[1])
+    out.sum().backward()
+    expected = torch.autograd.grad(ref.sum(), (q, k, v))
+    for grad, want in zip((q.grad, k.grad, v.grad), expected):
+        assert torch.allclose(grad, want, atol=1e-5)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from bi_bench.harness.site import build
-from results_factory import PAYLOAD, SCRIPT_PAYLOAD, VALIDATED, write_leaderboard
+from results_factory import FORGED, FORGED_CASE, PAYLOAD, SCRIPT_PAYLOAD, VALIDATED, write_leaderboard
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -62,6 +62,17 @@ def test_index_lists_each_validated_model_once_without_errors(page: Page, index:
     assert errors == []
 
 
+def test_forged_file_is_not_listed_and_its_rejection_is_explained(page: Page, index: Path,
+                                                                   errors: list[str]) -> None:
+    page.goto(index.as_uri())
+    assert FORGED not in page.locator("main").inner_text()
+    page.locator("#rejected a", has_text="see which").click()
+    row = page.locator("#rejected-table tbody tr", has_text="forged-claims-everything-7b")
+    assert row.count() == 1
+    assert row.locator("td.reason").inner_text() == f"cases: '{FORGED_CASE}' (index 1) is missing"
+    assert errors == []
+
+
 def test_sorting_and_filtering(page: Page, index: Path, errors: list[str]) -> None:
     page.goto(index.as_uri())
     params = page.locator("#leaderboard thead th", has_text="Params").locator("button")
@@ -84,7 +95,8 @@ def test_html_in_a_model_id_is_shown_as_text_and_never_runs(page: Page, index: P
     page.wait_for_selector(".plot .main-svg")
     assert page.evaluate("typeof window.__pwned") == "undefined"
     assert page.locator("h1 .model-id").inner_text() == PAYLOAD
-    assert SCRIPT_PAYLOAD in page.locator(".plot").first.locator(".ytick text").all_text_contents()
+    labels = page.locator(".plot").last.locator(".xtick text").all_text_contents()  # throughput bars: hardware
+    assert any(SCRIPT_PAYLOAD in label for label in labels)
     page.locator("#runs tbody a").first.click()
     assert page.evaluate("typeof window.__pwned") == "undefined"
     assert page.locator(".crumbs").inner_text().count(PAYLOAD) == 1

@@ -11,9 +11,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from bi_bench.harness.reproduction import reproduction_path
+from bi_bench.harness.results import slug
 from bi_bench.harness.site import build, check_badge, group_models, index_context, load_all, reproduce_lines
 from bi_bench.harness.site_cli import site
-from results_factory import SETTINGS, VALIDATED, make_results, write, write_leaderboard
+from results_factory import (FORGED, FORGED_CASE, SCRIPT_PAYLOAD, SETTINGS, VALIDATED, make_results, write,
+                             write_leaderboard, write_reproduction)
 
 
 @pytest.fixture(scope="module")
@@ -80,13 +83,65 @@ def test_only_real_validated_models_lead(built: Path) -> None:
     assert "failed claims: 1" in section(index, "unvalidated")
 
 
-def test_synthetic_run_claiming_validation_stays_synthetic(tmp_path: Path) -> None:
+def test_synthetic_run_claiming_validation_is_rejected(tmp_path: Path) -> None:
     synthetic = make_results("random:tiny-llama", synthetic=True)
     forged = synthetic.model_copy(update={"summary": synthetic.summary.model_copy(update={"validated": True})})
     write(forged, tmp_path)
-    context = index_context(group_models(load_all(tmp_path).runs), [])
-    assert context["validated"]["rows"] == []
-    assert [r["results"].model.id for r in context["synthetic"]["rows"]] == ["random:tiny-llama"]
+    loaded = load_all(tmp_path)
+    assert loaded.runs == []
+    [rejected] = loaded.rejected
+    assert rejected.reason == "summary.validated: recorded True, recomputed False"
+
+
+def test_forged_file_is_rejected_with_its_reason_and_counts_for_nothing(built: Path) -> None:
+    index = (built / "index.html").read_text()
+    assert FORGED not in index and FORGED.lower() not in index
+    assert 'href="rejected.html"' in section(index, "rejected")
+    rejected = section((built / "rejected.html").read_text(), "rejected-files")
+    assert f"{slug(FORGED)}-bfloat16/cpu-test-chip/suite-20260101T000000Z.json" in rejected
+    assert f"cases: &#39;{FORGED_CASE}&#39; (index 1) is missing" in rejected
+    assert not any(FORGED.lower() in str(page).lower() for page in pages(built))
+
+
+def test_rejected_text_is_escaped(tmp_path: Path) -> None:
+    results = make_results("org/model")
+    hostile = results.cases[0].model_copy(update={"check": SCRIPT_PAYLOAD})
+    write(results.model_copy(update={"cases": [hostile, *results.cases[1:]]}), tmp_path / "results")
+    out = build(tmp_path / "results", tmp_path / "out").parent
+    rejected = (out / "rejected.html").read_text()
+    assert "&lt;/script&gt;&lt;script&gt;window.__pwned=2" in rejected and "<script>window" not in rejected
+
+
+def test_passing_reproduction_on_other_hardware_gets_a_badge(tmp_path: Path) -> None:
+    source = write(make_results("org/model"), tmp_path / "results")
+    write_reproduction(source, "cuda-nvidia-h100")
+    write_reproduction(source, "cpu-test-chip")  # the run's own hardware: no badge
+    out = build(tmp_path / "results", tmp_path / "out").parent
+    index = (out / "index.html").read_text()
+    [badge] = re.findall(r'<a class="badge reproduced" href="([^"]*)"[^>]*>([^<]*)</a>', index)
+    assert badge[1] == "reproduced on cuda-nvidia-h100"
+    assert (out / badge[0]).read_bytes() == reproduction_path(source, "cuda-nvidia-h100").read_bytes()
+    [run_page] = (out / "runs").rglob("*.html")
+    assert "reproduced on cuda-nvidia-h100" in run_page.read_text()
+
+
+def test_failed_reproduction_gets_no_badge(tmp_path: Path) -> None:
+    source = write(make_results("org/model"), tmp_path / "results")
+    write_reproduction(source, "cuda-nvidia-h100", digests_from=make_results("org/model", failing="order"))
+    loaded = load_all(tmp_path / "results")
+    [run] = loaded.runs
+    assert [r.file.reproduced for r in run.reproductions] == [False] and run.reproduced_on == []
+    assert loaded.rejected == []
+
+
+def test_reproduction_of_a_changed_file_is_rejected(tmp_path: Path) -> None:
+    source = write(make_results("org/model"), tmp_path / "results")
+    write_reproduction(source, "cuda-nvidia-h100")
+    write(make_results("org/model", invariant_seconds=3.0), tmp_path / "results")  # same name, other bytes
+    loaded = load_all(tmp_path / "results")
+    assert loaded.runs[0].reproductions == []
+    assert [r.reason for r in loaded.rejected] == [
+        "results_sha256: suite-20260101T000000Z.json is no longer the file that was reproduced"]
 
 
 def test_one_row_per_model_across_hardware(tmp_path: Path) -> None:
@@ -121,13 +176,14 @@ def test_raw_json_is_copied_beside_its_run_page(tmp_path: Path) -> None:
     assert f'href="{copy.name}"' in text and f'href="{page.with_suffix(".csv").name}"' in text
 
 
-def test_invalid_file_is_named_and_left_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_invalid_file_is_named_and_rejected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write(make_results("org/model"), tmp_path / "results")
     (tmp_path / "results" / "broken.json").write_text('{"run_id": 3}')
-    index = build(tmp_path / "results", tmp_path / "out").read_text()
-    assert "broken.json" in section(index, "left-out")
+    index = build(tmp_path / "results", tmp_path / "out")
+    assert "1 file under" in section(index.read_text(), "rejected")
+    assert "broken.json" in section((index.parent / "rejected.html").read_text(), "rejected-files")
     assert "broken.json" in capsys.readouterr().err
-    assert "org/model" in section(index, "validated")
+    assert "org/model" in section(index.read_text(), "validated")
 
 
 def test_rebuild_replaces_its_own_output_but_not_a_foreign_folder(tmp_path: Path) -> None:

@@ -3,7 +3,8 @@
 // Every row walks its own keys in position order: dot products over head_dim in a fixed order, an exact max,
 // then exp-weighted sums in key order. Nothing depends on which other rows share the call, so the result
 // is the same alone or batched, in prefill or decode, chunked or read from a cached prefix.
-#include <torch/extension.h>
+#include "canonical.h"
+#include "canonical_math.h"
 
 #include <ATen/Parallel.h>
 
@@ -70,20 +71,22 @@ void add_scaled(float* out, float weight, const cache_t* v, int64_t dim) {
 
 // The `group` query heads that share one KV head, for one token: each key and value is read once for all of
 // them, while every row keeps its own scores, max, total and output, accumulated in key order as if alone.
+// The rows see keys first .. end-1.
 template <typename cache_t>
 void attend_group(const float* q, const cache_t* k_cache, const cache_t* v_cache, const int32_t* table,
-                  int64_t keys, int64_t block_size, int64_t token_stride, int64_t kv_offset, int64_t dim,
-                  int64_t group, float scale, std::vector<float>& scores, float* out) {
+                  int64_t first, int64_t end, int64_t block_size, int64_t token_stride, int64_t kv_offset,
+                  int64_t dim, int64_t group, float scale, std::vector<float>& scores, float* out) {
   const auto offset_of = [&](int64_t j) {  // key j's vector within the cache, through the block table
     return (static_cast<int64_t>(table[j / block_size]) * block_size + j % block_size) * token_stride + kv_offset;
   };
+  const int64_t keys = end - first;
   scores.resize(group * keys);
   std::vector<float> row_max(group, -std::numeric_limits<float>::infinity()), total(group, 0.f);
   const cache_t* k[kKeysAtOnce];
   float products[kKeysAtOnce];
   for (int64_t j = 0; j < keys;) {
     const int64_t count = std::min<int64_t>(kKeysAtOnce, keys - j);
-    for (int64_t n = 0; n < count; ++n) k[n] = k_cache + offset_of(j + n);
+    for (int64_t n = 0; n < count; ++n) k[n] = k_cache + offset_of(first + j + n);
     for (int64_t g = 0; g < group; ++g) {
       if (count == kKeysAtOnce) {
         dots<cache_t, kKeysAtOnce>(q + g * dim, k, dim, products);
@@ -100,9 +103,9 @@ void attend_group(const float* q, const cache_t* k_cache, const cache_t* v_cache
   }
   for (int64_t i = 0; i < group * dim; ++i) out[i] = 0.f;
   for (int64_t j = 0; j < keys; ++j) {
-    const cache_t* v = v_cache + offset_of(j);
+    const cache_t* v = v_cache + offset_of(first + j);
     for (int64_t g = 0; g < group; ++g) {
-      const float weight = std::exp(scores[g * keys + j] - row_max[g]);
+      const float weight = bi_bench::exp(scores[g * keys + j] - row_max[g]);
       total[g] += weight;
       add_scaled(out + g * dim, weight, v, dim);
     }
@@ -113,9 +116,9 @@ void attend_group(const float* q, const cache_t* k_cache, const cache_t* v_cache
 }
 
 template <typename cache_t>
-void attend_all(const torch::Tensor& q, const torch::Tensor& k_cache, const torch::Tensor& v_cache,
-                const torch::Tensor& row_seq, const torch::Tensor& row_keys, const torch::Tensor& block_tables,
-                double scale, torch::Tensor& out) {
+void attend_all(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,
+                const at::Tensor& row_seq, const at::Tensor& row_keys, const at::Tensor& block_tables,
+                double scale, int64_t window, at::Tensor& out) {
   const int64_t tokens = q.size(0), heads = q.size(1), dim = q.size(2);
   const int64_t block_size = k_cache.size(1), kv_heads = k_cache.size(2);
   const int64_t group = heads / kv_heads, token_stride = kv_heads * dim, width = block_tables.size(1);
@@ -136,9 +139,11 @@ void attend_all(const torch::Tensor& q, const torch::Tensor& k_cache, const torc
     for (int64_t unit = 0; unit < units; ++unit) {
       const int64_t token = unit / kv_heads, kv_head = unit % kv_heads;
       const int64_t first_row = token * heads + kv_head * group;
-      attend_group(q_data + first_row * dim, k_data, v_data, table_data + seq_data[token] * width,
-                   keys_data[token], block_size, token_stride, kv_head * dim, dim, group,
-                   static_cast<float>(scale), scores, out_data + first_row * dim);
+      const int64_t end = keys_data[token];
+      const int64_t first = window > 0 ? std::max<int64_t>(0, end - window) : 0;
+      attend_group(q_data + first_row * dim, k_data, v_data, table_data + seq_data[token] * width, first, end,
+                   block_size, token_stride, kv_head * dim, dim, group, static_cast<float>(scale), scores,
+                   out_data + first_row * dim);
     }
   }
 }
@@ -146,17 +151,16 @@ void attend_all(const torch::Tensor& q, const torch::Tensor& k_cache, const torc
 }  // namespace
 
 // q [T, H, D] fp32; caches [blocks, block_size, Hkv, D]; row_seq / row_keys [T] int64: each token's sequence
-// and how many keys it sees; block_tables [B, W] int32. Returns [T, H, D] fp32.
-torch::Tensor row_attention(torch::Tensor q, torch::Tensor k_cache, torch::Tensor v_cache, torch::Tensor row_seq,
-                            torch::Tensor row_keys, torch::Tensor block_tables, double scale) {
-  TORCH_CHECK(q.scalar_type() == torch::kFloat32 && q.is_contiguous(), "q must be contiguous float32");
+// and how many keys it sees; block_tables [B, W] int32; window > 0: a row that sees keys 0..p sees only the
+// last `window` of them (a sliding-window layer), 0: all. Returns [T, H, D] fp32.
+at::Tensor row_attention(at::Tensor q, at::Tensor k_cache, at::Tensor v_cache, at::Tensor row_seq, at::Tensor row_keys,
+                         at::Tensor block_tables, double scale, int64_t window) {
+  TORCH_CHECK(q.scalar_type() == at::kFloat && q.is_contiguous(), "q must be contiguous float32");
   TORCH_CHECK(k_cache.is_contiguous() && v_cache.is_contiguous(), "caches must be contiguous");
-  auto out = torch::empty_like(q);
+  auto out = at::empty_like(q);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, k_cache.scalar_type(), "row_attention", [&] {
     attend_all<scalar_t>(q, k_cache, v_cache, row_seq.contiguous(), row_keys.contiguous(),
-                         block_tables.contiguous(), scale, out);
+                         block_tables.contiguous(), scale, window, out);
   });
   return out;
 }
-
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) { m.def("row_attention", &row_attention); }

@@ -1,0 +1,32 @@
+"""How many KV-cache blocks fit on a GPU, from its memory as measured after a warm-up forward."""
+from __future__ import annotations
+
+from bi_bench.engine.config import EngineConfig
+from bi_bench.engine.forward_batch import StepInputs
+
+
+def blocks_in_gpu_memory(free_bytes: int, total_bytes: int, utilization: float, bytes_per_block: int,
+                         used_bytes: int) -> int:
+    """Blocks for what is left of `utilization` of the GPU once the engine's own use is counted.
+
+    `used_bytes`: what this process needs besides the KV cache (weights and the warm-up forward's peak
+    activations). The blocks never exceed `free_bytes` either: other processes on the GPU hold the rest.
+    """
+    budget = min(int(total_bytes * utilization) - used_bytes, free_bytes)
+    return max(0, budget // bytes_per_block)
+
+
+def warm_up_step(config: EngineConfig) -> tuple[StepInputs, int]:
+    """The step with the largest activations the scheduler can make, and the blocks its cache needs: a full
+    token budget of prefill in sequences as long as allowed, every row asking for logits (as score() may)."""
+    length = min(config.max_model_len, config.max_num_batched_tokens)
+    num_seqs = max(1, min(config.max_num_seqs, config.max_num_batched_tokens // length))
+    blocks_per_seq = -(-length // config.block_size)
+    tables = [list(range(s * blocks_per_seq, (s + 1) * blocks_per_seq)) for s in range(num_seqs)]
+    slots = [table[p // config.block_size] * config.block_size + p % config.block_size
+             for table in tables for p in range(length)]
+    tokens = num_seqs * length
+    step = StepInputs([0] * tokens, list(range(length)) * num_seqs, slots,
+                      [s * length for s in range(num_seqs + 1)], [length] * num_seqs, tables, config.block_size,
+                      list(range(tokens)))
+    return step, num_seqs * blocks_per_seq

@@ -1,0 +1,53 @@
+"""threads: one batch at several torch thread counts (torch.set_num_threads), which split the CPU work differently."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Annotated, Iterator
+
+import torch
+from pydantic import Field
+
+from bi_bench.harness.checks.context import CaseContext
+from bi_bench.harness.checks.registry import CheckParams, register
+from bi_bench.harness.observations import Candidate, Group, Observation
+from bi_bench.harness.suite import PositiveInt
+
+ThreadCount = Annotated[int, Field(ge=1, le=1024)]
+
+
+class Params(CheckParams):
+    thread_counts: list[ThreadCount] = Field(default=[1, 2, 4], min_length=2)
+    batch_size: PositiveInt = 4
+
+
+# Measured on a 2-core AVX2 EPYC in fp32, the same batch at 1 thread vs 2, 3, 5, 8 and 16: default mode changed
+# bits (by 1e-6 to 2e-5 in logprob) for up to 5 of 20 random:tiny-qwen3 needles and up to 2 of 4 smollm2-135m
+# needles per batch size (1, 4, 13), and the same bits at every count for the rest: a control that may not diverge.
+@register("threads", Params, control=False)
+def run(ctx: CaseContext, params: Params) -> Group:
+    """One batch at the first torch thread count vs at each other count (default mode seldom diverges: no control)."""
+    llm = ctx.llm()
+    needle = ctx.needle()
+    neighbours = ctx.neighbours(params.batch_size - 1)
+    position = ctx.rng.randrange(params.batch_size)
+
+    def at(count: int) -> Observation:
+        with torch_threads(count):
+            return ctx.in_batch(llm, needle, neighbours, position)
+
+    first, *others = params.thread_counts
+    reference = at(first)
+    candidates = [Candidate(label=f"threads={count} batch={params.batch_size} pos={position}", observation=at(count))
+                  for count in others]
+    return Group(prompt_token_ids=needle, reference=reference, candidates=candidates)
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """torch's intra-op thread count is `count` inside; the previous count comes back afterwards, even on error."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -1,0 +1,47 @@
+"""The suite a results file records, loaded again from the text the file carries: the cases the file must hold."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import get_args
+
+from bi_bench.harness.matrix import CaseSpec, expand, shard
+from bi_bench.harness.observations import sha256
+from bi_bench.harness.results import ResultsFile
+from bi_bench.harness.suite import Device, ModelSpec
+from bi_bench.harness.suite_loader import LoadedSuite, load_suite
+
+
+@dataclass(frozen=True)
+class RecordedSuite:
+    loaded: LoadedSuite  # as it ran: the recorded device and --quick applied
+    model: ModelSpec  # the suite's entry for the file's model
+    cases: list[CaseSpec]  # the file's share of the matrix: all of it, or its shards' cases
+
+
+def recorded_suite(results: ResultsFile) -> RecordedSuite:
+    """ValueError naming the field when the recorded suite cannot be loaded or does not name the file's model."""
+    suite = results.suite
+    raw = suite.source.encode("utf-8")
+    if sha256(raw) != suite.sha256:
+        raise ValueError(f"suite.sha256: {suite.sha256!r} is not the sha256 of suite.source ({sha256(raw)})")
+    device = suite.config.get("device")
+    if device not in get_args(Device):
+        raise ValueError(f"suite.config.device: {device!r} is not one of {', '.join(get_args(Device))}")
+    try:
+        loaded = load_suite(Path(suite.path), device, suite.quick, raw=raw)
+    except ValueError as exc:
+        raise ValueError(f"suite.source: {exc}") from None
+    model = next((m for m in loaded.suite.models if (m.id, m.dtype) == (results.model.id, results.model.dtype)), None)
+    if model is None:
+        raise ValueError(f"model: {results.model.id!r} in {results.model.dtype} is not a model of suite.source")
+    return RecordedSuite(loaded, model, _share(expand(loaded, model), suite.shard))
+
+
+def _share(cases: list[CaseSpec], label: str | None) -> list[CaseSpec]:
+    """The cases of shard label "I/N" or "I,J/N" (None: every case), in matrix order."""
+    if label is None:
+        return cases
+    indices, count = label.split("/")
+    chosen = {case.index for index in indices.split(",") for case in shard(cases, int(index), int(count))}
+    return [case for case in cases if case.index in chosen]

@@ -1,0 +1,110 @@
+"""`bi-bench reproduce`: a results file's invariant-mode cases (or a sample) run again here, every digest compared.
+
+`validate` proves that a file agrees with itself and with the suite it carries; only running its cases again
+shows that its observations are what this engine, suite and model produce.
+"""
+from __future__ import annotations
+
+import fnmatch
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from bi_bench.harness.diff import differences
+from bi_bench.harness.engines import EnginePool
+from bi_bench.harness.environment import environment
+from bi_bench.harness.model_info import model_record
+from bi_bench.harness.observations import sha256
+from bi_bench.harness.prompts import PromptSource
+from bi_bench.harness.recorded import RecordedSuite, recorded_suite
+from bi_bench.harness.reproduction import ReproducedCase, ReproductionFile, outcome, reproducible
+from bi_bench.harness.results import CaseResult, ModelRecord, ResultsFile
+from bi_bench.harness.runner import Reporter, now, run_case
+
+MODEL_FIELDS = ("dtype", "weights_sha256", "architecture", "params_count", "synthetic_weights", "lm_head_fp32")
+
+
+@dataclass(frozen=True)
+class Selection:
+    pattern: str | None = None  # fnmatch pattern on case ids
+    sample: int | None = None  # this many of the matching cases, drawn at random
+
+    def __str__(self) -> str:
+        given = [f"--cases {self.pattern}" if self.pattern else "", f"--sample {self.sample}" if self.sample else ""]
+        return " ".join(part for part in given if part) or "every invariant-mode case"
+
+    def cases(self, results: ResultsFile) -> list[CaseResult]:
+        """Drawn with the system's randomness: whoever made the file cannot know which cases will be re-run."""
+        chosen = [case for case in results.cases
+                  if reproducible(case) and (self.pattern is None or fnmatch.fnmatchcase(case.id, self.pattern))]
+        if not chosen:
+            raise ValueError(f"no invariant-mode case that ran matches --cases {self.pattern}" if self.pattern
+                             else "the file has no invariant-mode case that ran")
+        if self.sample is not None and self.sample < len(chosen):
+            drawn = set(random.SystemRandom().sample(range(len(chosen)), self.sample))
+            chosen = [case for i, case in enumerate(chosen) if i in drawn]
+        return chosen
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a reproduction runs, checked to be runnable here before any case starts."""
+
+    path: Path
+    results: ResultsFile
+    selection: Selection
+    recorded: RecordedSuite
+    cases: list[CaseResult]
+    pool: EnginePool
+    prompts: PromptSource
+
+
+def plan(path: Path, results: ResultsFile, selection: Selection) -> Plan:
+    """ValueError when the cases cannot run on this machine: another device type, or the model is not here."""
+    recorded = recorded_suite(results)
+    device = recorded.loaded.suite.device
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{path}: recorded on cuda, and this machine has no CUDA device: cannot reproduce it here")
+    cases = selection.cases(results)
+    pool = EnginePool(recorded.model, device)
+    base = pool.get()
+    _same_model(model_record(base), results.model, path)
+    return Plan(path, results, selection, recorded, cases, pool, PromptSource(recorded.loaded.suite.workload, base))
+
+
+def reproduce(planned: Plan, command: list[str], reporter: Reporter) -> ReproductionFile:
+    results, loaded = planned.results, planned.recorded.loaded
+    specs = {spec.index: spec for spec in planned.recorded.cases}
+    started = now()
+    reporter.model_started(f"reproducing {results.model.id} ({results.model.dtype})", len(planned.cases), 0)
+    reproduced = []
+    for case in planned.cases:
+        spec = specs[case.index]
+        reporter.case_started(spec)
+        start = time.perf_counter()
+        result, tokens = run_case(spec, planned.pool, loaded, planned.prompts)
+        reproduced.append(_compared(case, result))
+        reporter.case_finished(result, tokens, time.perf_counter() - start)
+    return ReproductionFile(run_id=results.run_id, results_file=planned.path.name,
+                            results_sha256=sha256(planned.path.read_bytes()), command=command,
+                            selection=str(planned.selection), started_at=started, finished_at=now(),
+                            environment=environment(loaded.suite.device), cases=reproduced,
+                            reproduced=all(c.outcome == "reproduced" for c in reproduced))
+
+
+def _compared(recorded: CaseResult, result: CaseResult) -> ReproducedCase:
+    if result.verdict == "skipped":
+        return ReproducedCase(index=recorded.index, id=recorded.id, outcome="skipped", reason=result.reason, digests=[])
+    found, reason = outcome(recorded, result.digests)
+    return ReproducedCase(index=recorded.index, id=recorded.id, outcome=found, reason=reason, digests=result.digests)
+
+
+def _same_model(here: ModelRecord, recorded: ModelRecord, path: Path) -> None:
+    found = differences(recorded.model_dump(include=set(MODEL_FIELDS)), here.model_dump(include=set(MODEL_FIELDS)),
+                        "model", "this machine loads")
+    if found:
+        raise ValueError(f"{path}: {found[0]}: cannot reproduce it here")
+

@@ -1,0 +1,20 @@
+// Python bindings of the C++ CPU kernels declared in canonical.h.
+#include <torch/extension.h>
+
+#include "canonical.h"
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("pack_weight", &pack_weight);
+  m.def("canonical_linear", &canonical_linear);
+  m.def("matmul_isa", &matmul_isa);
+  m.def("exp", &canonical_exp);
+  m.def("log", &canonical_log);
+  m.def("silu", &canonical_silu);
+  m.def("gelu_tanh", &canonical_gelu_tanh);
+  m.def("cos", &canonical_cos);
+  m.def("sin", &canonical_sin);
+  m.def("pow_scalar", &canonical_pow_scalar);
+  m.def("log_softmax", &canonical_log_softmax);
+  m.def("cumsum", &canonical_cumsum);
+  m.def("row_attention", &row_attention);
+}

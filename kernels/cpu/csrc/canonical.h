@@ -1,0 +1,30 @@
+// The C++ CPU kernels of bi-bench, one concern per source file; bindings.cpp exposes them to Python.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <string>
+
+// matmul.cpp
+at::Tensor pack_weight(const at::Tensor& weight);
+at::Tensor canonical_linear(const at::Tensor& x, const at::Tensor& packed, int64_t n);
+std::string matmul_isa();
+
+// pointwise.cpp
+at::Tensor canonical_exp(const at::Tensor& x);
+at::Tensor canonical_log(const at::Tensor& x);
+at::Tensor canonical_silu(const at::Tensor& x);
+at::Tensor canonical_gelu_tanh(const at::Tensor& x);
+at::Tensor canonical_cos(const at::Tensor& x);
+at::Tensor canonical_sin(const at::Tensor& x);
+at::Tensor canonical_pow_scalar(double base, const at::Tensor& exponent);
+
+// log_softmax.cpp
+at::Tensor canonical_log_softmax(const at::Tensor& x);
+
+// cumsum.cpp
+at::Tensor canonical_cumsum(const at::Tensor& x);
+
+// row_attention.cpp
+at::Tensor row_attention(at::Tensor q, at::Tensor k_cache, at::Tensor v_cache, at::Tensor row_seq,
+                         at::Tensor row_keys, at::Tensor block_tables, double scale, int64_t window);

@@ -1,0 +1,286 @@
+// Canonical matmul: out[m, n] = sum over k of x[m, k] * w[n, k], one reduction order per output element.
+//
+// Reduction order, the same for every batch, thread count and x86-64 CPU:
+//   fp32: acc = +0; for k = 0, 1, ..., K-1: acc = fma(x[m, k], w[n, k], acc).
+//   bf16: operands widened exactly to fp32 and K padded with one zero to even length; for each pair p:
+//         acc = fma(x[2p+1], w[2p+1], acc); acc = fma(x[2p], w[2p], acc); denormal inputs read as zero,
+//         denormal results flushed to zero, round to nearest even. That is one vdpbf16ps lane (Intel SDM:
+//         "FP32 FMA with daz in, ftz out", the odd element first): CPUs with avx512_bf16 run that
+//         instruction, the others run the same FMAs under MXCSR DAZ|FTZ.
+// Vector lanes span output columns only (each lane is one column's own accumulator), never K, so the
+// vector width (8 lanes with AVX2, 16 with AVX-512) cannot change a sum, and every output element is
+// computed from start to end by one thread.
+//
+// Layout: weights are packed once into panels of kCols columns, K innermost ([panel][step][column], or
+// [panel][pair][column][2] for the native bf16 instruction); each call packs x into micro-panels of kRows
+// rows the same way, and a register tile of kRows x kCols accumulators walks the steps.
+#include "canonical.h"
+
+#include <ATen/Parallel.h>
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+
+namespace {
+
+#if defined(__AVX512F__)
+constexpr int kLanes = 16;
+using Vec = __m512;
+inline Vec zeros() { return _mm512_setzero_ps(); }
+inline Vec load(const float* p) { return _mm512_loadu_ps(p); }
+inline Vec load(const uint16_t* p) {  // 16 bf16 -> fp32 (exact: the bits move up by 16)
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)p)), 16));
+}
+inline void store(float* p, Vec v) { _mm512_storeu_ps(p, v); }
+inline Vec broadcast(float x) { return _mm512_set1_ps(x); }
+inline Vec fma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
+#elif defined(__AVX2__) && defined(__FMA__)
+constexpr int kLanes = 8;
+using Vec = __m256;
+inline Vec zeros() { return _mm256_setzero_ps(); }
+inline Vec load(const float* p) { return _mm256_loadu_ps(p); }
+inline Vec load(const uint16_t* p) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)p)), 16));
+}
+inline void store(float* p, Vec v) { _mm256_storeu_ps(p, v); }
+inline Vec broadcast(float x) { return _mm256_set1_ps(x); }
+inline Vec fma(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
+#else
+#error "the canonical matmul needs x86-64 with AVX2 and FMA, or AVX-512"
+#endif
+
+#if defined(__AVX512BF16__)
+constexpr bool kNativeBf16 = true;
+#else
+constexpr bool kNativeBf16 = false;
+#endif
+
+constexpr int kRows = 6;
+constexpr int kCols = 2 * kLanes;
+constexpr int64_t kPanelsPerBlock = 16;  // x micro-panels sharing one weight panel while it is in cache
+constexpr unsigned kDenormalsAreZero = 0x0040, kFlushToZero = 0x8000;
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t bf16_steps(int64_t k) { return k + (k & 1); }
+// The bf16 order as a sequence of k: 1, 0, 3, 2, ... (index K, past the end, is the zero pad)
+int64_t bf16_source(int64_t step) { return step ^ 1; }
+
+uint16_t bf16_bits(const at::BFloat16& v) { return v.x; }
+
+// MXCSR for the emulated bf16 order, set and restored by each thread around its share of the work.
+class Bf16Rounding {
+ public:
+  explicit Bf16Rounding(bool on) : saved_(_mm_getcsr()), on_(on) {
+    if (on_) _mm_setcsr(saved_ | kDenormalsAreZero | kFlushToZero);
+  }
+  ~Bf16Rounding() {
+    if (on_) _mm_setcsr(saved_);
+  }
+
+ private:
+  unsigned saved_;
+  bool on_;
+};
+
+// acc[r][c] for `rows` x-rows against one weight panel; a: [steps][kRows] fp32, b: [steps][kCols].
+template <int rows, typename weight_t>
+void tile(const float* a, const weight_t* b, int64_t steps, float* out, int64_t ld, int64_t cols) {
+  Vec acc[rows][2];
+  for (int r = 0; r < rows; ++r) acc[r][0] = acc[r][1] = zeros();
+  for (int64_t s = 0; s < steps; ++s) {
+    const Vec b0 = load(b + s * kCols), b1 = load(b + s * kCols + kLanes);
+    for (int r = 0; r < rows; ++r) {
+      const Vec x = broadcast(a[s * kRows + r]);
+      acc[r][0] = fma(x, b0, acc[r][0]);
+      acc[r][1] = fma(x, b1, acc[r][1]);
+    }
+  }
+  alignas(64) float buffer[kCols];
+  for (int r = 0; r < rows; ++r) {
+    float* dst = cols == kCols ? out + r * ld : buffer;
+    store(dst, acc[r][0]);
+    store(dst + kLanes, acc[r][1]);
+    if (cols != kCols) std::memcpy(out + r * ld, buffer, cols * sizeof(float));
+  }
+}
+
+#if defined(__AVX512BF16__)
+// The native instruction: a: [pairs][kRows] bf16 pairs as uint32, b: [pairs][kCols][2] bf16.
+template <int rows>
+void tile_dpbf16(const uint32_t* a, const uint16_t* b, int64_t pairs, float* out, int64_t ld, int64_t cols) {
+  __m512 acc[rows][2];
+  for (int r = 0; r < rows; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < pairs; ++p) {
+    const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + p * kCols * 2);
+    const __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + p * kCols * 2 + 32);
+    for (int r = 0; r < rows; ++r) {
+      const __m512bh x = (__m512bh)_mm512_set1_epi32(static_cast<int>(a[p * kRows + r]));
+      acc[r][0] = _mm512_dpbf16_ps(acc[r][0], x, b0);
+      acc[r][1] = _mm512_dpbf16_ps(acc[r][1], x, b1);
+    }
+  }
+  alignas(64) float buffer[kCols];
+  for (int r = 0; r < rows; ++r) {
+    float* dst = cols == kCols ? out + r * ld : buffer;
+    _mm512_storeu_ps(dst, acc[r][0]);
+    _mm512_storeu_ps(dst + 16, acc[r][1]);
+    if (cols != kCols) std::memcpy(out + r * ld, buffer, cols * sizeof(float));
+  }
+}
+#endif
+
+template <typename tile_fn>
+void for_each_tile(int64_t m, int64_t n, bool emulated_bf16, tile_fn run) {
+  const int64_t row_panels = ceil_div(m, kRows), col_panels = ceil_div(n, kCols);
+  const int64_t blocks = ceil_div(row_panels, kPanelsPerBlock);
+#pragma omp parallel num_threads(at::get_num_threads())
+  {
+    Bf16Rounding rounding(emulated_bf16);
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t block = 0; block < blocks; ++block) {
+      for (int64_t col_panel = 0; col_panel < col_panels; ++col_panel) {
+        const int64_t last = std::min(row_panels, (block + 1) * kPanelsPerBlock);
+        for (int64_t row_panel = block * kPanelsPerBlock; row_panel < last; ++row_panel) {
+          run(row_panel, col_panel, std::min<int64_t>(kRows, m - row_panel * kRows),
+              std::min<int64_t>(kCols, n - col_panel * kCols));
+        }
+      }
+    }
+  }
+}
+
+// fn(std::integral_constant<int, rows>) for rows in 1..kRows: the tiles take their row count as a template argument.
+template <typename fn_t>
+void with_rows(int64_t rows, fn_t fn) {
+  switch (rows) {
+    case 1: return fn(std::integral_constant<int, 1>{});
+    case 2: return fn(std::integral_constant<int, 2>{});
+    case 3: return fn(std::integral_constant<int, 3>{});
+    case 4: return fn(std::integral_constant<int, 4>{});
+    case 5: return fn(std::integral_constant<int, 5>{});
+    default: return fn(std::integral_constant<int, kRows>{});
+  }
+}
+
+// x [M, K] -> [row_panels][steps][kRows] fp32, in the reduction's step order, zero past the last row.
+template <typename value_t, typename source_fn>
+at::Tensor pack_rows(const at::Tensor& x, int64_t steps, source_fn source) {
+  const int64_t m = x.size(0), k = x.size(1), row_panels = ceil_div(m, kRows);
+  auto packed = at::zeros({row_panels, steps, kRows}, x.options().dtype(at::kFloat));
+  const value_t* src = x.data_ptr<value_t>();
+  float* dst = packed.data_ptr<float>();
+  at::parallel_for(0, row_panels, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t panel = begin; panel < end; ++panel) {
+      for (int r = 0; r < kRows && panel * kRows + r < m; ++r) {
+        const value_t* row = src + (panel * kRows + r) * k;
+        for (int64_t s = 0; s < steps; ++s) {
+          const int64_t kk = source(s);
+          if (kk < k) dst[(panel * steps + s) * kRows + r] = static_cast<float>(row[kk]);
+        }
+      }
+    }
+  });
+  return packed;
+}
+
+#if defined(__AVX512BF16__)
+at::Tensor pack_row_pairs(const at::Tensor& x) {
+  const int64_t m = x.size(0), k = x.size(1), pairs = bf16_steps(k) / 2, row_panels = ceil_div(m, kRows);
+  auto packed = at::zeros({row_panels, pairs, kRows}, x.options().dtype(at::kInt));
+  const at::BFloat16* src = x.data_ptr<at::BFloat16>();
+  uint32_t* dst = reinterpret_cast<uint32_t*>(packed.data_ptr<int32_t>());
+  for (int64_t panel = 0; panel < row_panels; ++panel) {
+    for (int r = 0; r < kRows && panel * kRows + r < m; ++r) {
+      const at::BFloat16* row = src + (panel * kRows + r) * k;
+      for (int64_t p = 0; p < pairs; ++p) {
+        const uint32_t low = bf16_bits(row[2 * p]), high = 2 * p + 1 < k ? bf16_bits(row[2 * p + 1]) : 0;
+        dst[(panel * pairs + p) * kRows + r] = low | (high << 16);
+      }
+    }
+  }
+  return packed;
+}
+#endif
+
+}  // namespace
+
+at::Tensor pack_weight(const at::Tensor& weight) {
+  TORCH_CHECK(weight.dim() == 2 && weight.is_contiguous(), "pack_weight: weight must be contiguous [N, K]");
+  const int64_t n = weight.size(0), k = weight.size(1), col_panels = ceil_div(n, kCols);
+  if (weight.scalar_type() == at::kFloat) {
+    auto packed = at::zeros({col_panels, k, kCols}, weight.options());
+    const float* src = weight.data_ptr<float>();
+    float* dst = packed.data_ptr<float>();
+    for (int64_t c = 0; c < n; ++c) {
+      for (int64_t kk = 0; kk < k; ++kk) dst[((c / kCols) * k + kk) * kCols + c % kCols] = src[c * k + kk];
+    }
+    return packed;
+  }
+  TORCH_CHECK(weight.scalar_type() == at::kBFloat16, "pack_weight: float32 or bfloat16 weights");
+  const int64_t steps = bf16_steps(k);
+  auto packed = at::zeros({col_panels, steps, kCols}, weight.options().dtype(at::kShort));
+  const at::BFloat16* src = weight.data_ptr<at::BFloat16>();
+  uint16_t* dst = reinterpret_cast<uint16_t*>(packed.data_ptr<int16_t>());
+  for (int64_t c = 0; c < n; ++c) {
+    for (int64_t s = 0; s < steps; ++s) {
+      // native: [panel][pair][column][2] (s = 2p + h); emulated: [panel][step][column] in the step order
+      const int64_t kk = kNativeBf16 ? s : bf16_source(s);
+      const int64_t at = kNativeBf16 ? ((c / kCols) * steps + (s & ~int64_t{1})) * kCols + (c % kCols) * 2 + (s & 1)
+                                     : ((c / kCols) * steps + s) * kCols + c % kCols;
+      if (kk < k) dst[at] = bf16_bits(src[c * k + kk]);
+    }
+  }
+  return packed;
+}
+
+at::Tensor canonical_linear(const at::Tensor& x, const at::Tensor& packed, int64_t n) {
+  TORCH_CHECK(x.dim() == 2 && x.is_contiguous(), "canonical_linear: x must be contiguous [M, K]");
+  const int64_t m = x.size(0), k = x.size(1);
+  auto out = at::empty({m, n}, x.options().dtype(at::kFloat));
+  if (m == 0 || n == 0) return out;
+  float* out_data = out.data_ptr<float>();
+  if (x.scalar_type() == at::kFloat) {
+    TORCH_CHECK(packed.scalar_type() == at::kFloat && packed.size(1) == k, "canonical_linear: packed fp32 [.., K, ..]");
+    const auto a = pack_rows<float>(x, k, [](int64_t s) { return s; });
+    const float* a_data = a.data_ptr<float>();
+    const float* b_data = packed.data_ptr<float>();
+    for_each_tile(m, n, false, [&](int64_t rp, int64_t cp, int64_t rows, int64_t cols) {
+      with_rows(rows, [&](auto r) {
+        tile<decltype(r)::value>(a_data + rp * k * kRows, b_data + cp * k * kCols, k, out_data + rp * kRows * n + cp * kCols,
+                                 n, cols);
+      });
+    });
+    return out;
+  }
+  TORCH_CHECK(x.scalar_type() == at::kBFloat16 && packed.scalar_type() == at::kShort, "canonical_linear: bf16 x needs bf16 weights");
+  const int64_t steps = bf16_steps(k);
+  TORCH_CHECK(packed.size(1) == steps, "canonical_linear: packed weight has another K");
+  const uint16_t* b_data = reinterpret_cast<const uint16_t*>(packed.data_ptr<int16_t>());
+#if defined(__AVX512BF16__)
+  const auto a = pack_row_pairs(x);
+  const uint32_t* a_data = reinterpret_cast<const uint32_t*>(a.data_ptr<int32_t>());
+  const int64_t pairs = steps / 2;
+  for_each_tile(m, n, false, [&](int64_t rp, int64_t cp, int64_t rows, int64_t cols) {
+    const uint32_t* ap = a_data + rp * pairs * kRows;
+    const uint16_t* bp = b_data + cp * steps * kCols;
+    float* op = out_data + rp * kRows * n + cp * kCols;
+    with_rows(rows, [&](auto r) { tile_dpbf16<decltype(r)::value>(ap, bp, pairs, op, n, cols); });
+  });
+#else
+  const auto a = pack_rows<at::BFloat16>(x, steps, bf16_source);
+  const float* a_data = a.data_ptr<float>();
+  for_each_tile(m, n, true, [&](int64_t rp, int64_t cp, int64_t rows, int64_t cols) {
+    with_rows(rows, [&](auto r) {
+      tile<decltype(r)::value>(a_data + rp * steps * kRows, b_data + cp * steps * kCols, steps,
+                               out_data + rp * kRows * n + cp * kCols, n, cols);
+    });
+  });
+#endif
+  return out;
+}
+
+std::string matmul_isa() {
+  return kNativeBf16 ? "avx512_bf16" : (kLanes == 16 ? "avx512f" : "avx2");
+}

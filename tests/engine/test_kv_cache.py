@@ -1,0 +1,45 @@
+"""KV-cache sizing on CUDA: blocks from measured GPU memory, and the warm-up step that measures it."""
+from __future__ import annotations
+
+import pytest
+
+from bi_bench.engine.config import EngineConfig
+from bi_bench.engine.kv_cache import blocks_in_gpu_memory, warm_up_step
+
+GIB = 1 << 30
+MIB = 1 << 20
+
+
+@pytest.mark.parametrize(("free", "total", "utilization", "per_block", "used", "blocks"), [
+    (139 * GIB, 140 * GIB, 0.9, 2 * MIB, 10 * GIB, (126 * GIB - 10 * GIB) // (2 * MIB)),  # a GPU of its own
+    (30 * GIB, 140 * GIB, 0.9, 2 * MIB, 10 * GIB, 30 * GIB // (2 * MIB)),  # another process holds most of it
+    (139 * GIB, 140 * GIB, 0.5, 2 * MIB, 10 * GIB, 60 * GIB // (2 * MIB)),
+    (80 * GIB, 80 * GIB, 1.0, 3 * MIB, 0, 80 * GIB // (3 * MIB)),
+    (139 * GIB, 140 * GIB, 0.1, 2 * MIB, 20 * GIB, 0),  # the weights alone exceed the share
+    (1 * MIB, 140 * GIB, 0.9, 2 * MIB, 10 * GIB, 0),  # less than one block free
+])
+def test_blocks_in_gpu_memory(free: int, total: int, utilization: float, per_block: int, used: int,
+                              blocks: int) -> None:
+    assert blocks_in_gpu_memory(free, total, utilization, per_block, used) == blocks
+
+
+@pytest.mark.parametrize(("max_model_len", "max_num_batched_tokens", "max_num_seqs", "seqs", "length"), [
+    (1024, 8192, 128, 8, 1024),
+    (4096, 2048, 64, 1, 2048),  # a prompt longer than the budget is prefilled in budget-sized chunks
+    (100, 2048, 4, 4, 100),  # max_num_seqs bounds the sequences
+])
+def test_warm_up_step_fills_the_token_budget(max_model_len: int, max_num_batched_tokens: int, max_num_seqs: int,
+                                             seqs: int, length: int) -> None:
+    config = EngineConfig("random:tiny-qwen3", max_model_len=max_model_len,
+                          max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs)
+    step, blocks = warm_up_step(config)
+    assert step.context_lens == [length] * seqs and len(step.input_ids) == seqs * length
+    assert step.logit_rows == list(range(seqs * length))
+    assert blocks == seqs * -(-length // 16)
+    assert len(set(step.slots)) == len(step.slots) and max(step.slots) < blocks * 16  # each token its own slot
+
+
+def test_gpu_memory_utilization_must_be_a_share() -> None:
+    for bad in (0.0, 1.5, -0.1):
+        with pytest.raises(ValueError, match="gpu_memory_utilization"):
+            EngineConfig("random:tiny-qwen3", gpu_memory_utilization=bad)

@@ -1,0 +1,213 @@
+"""The canonical CPU kernels: each output's bits depend on its own inputs only (never on the batch, the row
+position, the thread count or the CPU build), their reduction order is the one csrc/matmul.cpp states, and
+they are accurate against float64."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bi_bench.kernels.cpu import pointwise
+from bi_bench.kernels.cpu.extension import ISA_VARIABLE, extension
+from bi_bench.kernels.cpu.matmul import canonical_mm, linear_min_rows
+from isa_probe import uniform
+
+THREADS = (1, 2, 3, 5, 8, 12, 16)
+# smollm2-135m's linears (out x in) and a shape that fits no tile
+SHAPES = [(576, 1536), (1536, 576), (576, 576), (192, 576), (331, 197)]
+LM_HEAD = (49152, 576)
+ROWS = list(range(1, 65)) + [65, 96, 127, 128, 129, 200, 255, 333, 512, 777, 1024, 1500, 2048]
+LM_HEAD_ROWS = list(range(1, 17)) + [31, 64, 100, 160]
+PROBE = Path(__file__).with_name("isa_probe.py")
+
+
+def at_threads(count: int, fn):
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        return fn()
+    finally:
+        torch.set_num_threads(previous)
+
+
+def assert_rows_invariant(x: torch.Tensor, weight: torch.nn.Parameter, row_counts: list[int]) -> None:
+    """Every M, at a start offset that moves each row to another position, at every thread count: bitwise
+    equal to each row computed alone at one thread."""
+    alone = at_threads(1, lambda: torch.cat([canonical_mm(row[None], weight) for row in x]))
+    for threads in THREADS:
+        for m in row_counts:
+            start = (m * 37) % (len(x) - m + 1)
+            out = at_threads(threads, lambda: canonical_mm(x[start:start + m], weight))
+            assert torch.equal(out, alone[start:start + m]), f"M={m} at rows {start}.. with {threads} threads"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(("n", "k"), SHAPES)
+def test_matmul_rows_are_invariant(n: int, k: int, dtype: torch.dtype) -> None:
+    weight = torch.nn.Parameter(uniform(n, k, seed=n).to(dtype), requires_grad=False)
+    assert_rows_invariant(uniform(max(ROWS), k, seed=k).to(dtype), weight, ROWS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_lm_head_rows_are_invariant(dtype: torch.dtype) -> None:
+    n, k = LM_HEAD
+    weight = torch.nn.Parameter(uniform(n, k, seed=1).to(dtype), requires_grad=False)
+    assert_rows_invariant(uniform(max(LM_HEAD_ROWS), k, seed=2).to(dtype), weight, LM_HEAD_ROWS)
+
+
+def test_min_rows_matmul_is_only_a_control() -> None:
+    """The variant that trusted MKL's blocked path no longer claims invariance: at 12 threads its rows differ
+    from the same rows alone (seen here: M=17, row 16), which is why the canonical kernel exists."""
+    from bi_bench.kernels import get
+
+    assert not get("matmul", "cpu_min_rows").batch_invariant and get("matmul", "cpu_canonical").batch_invariant
+    weight, x = uniform(576, 1536, seed=3), uniform(600, 1536, seed=4)
+    alone = at_threads(1, lambda: torch.cat([linear_min_rows(row[None], weight) for row in x]))
+    differs = any(not torch.equal(at_threads(threads, lambda: linear_min_rows(x[:m], weight)), alone[:m])
+                  for threads in (5, 12, 16) for m in (17, 33, 100, 600))
+    assert differs, "cpu_min_rows kept every row's bits: this control can no longer show anything"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_matmul_matches_float64(dtype: torch.dtype) -> None:
+    x, weight = uniform(70, 333, seed=5).to(dtype), uniform(250, 333, seed=6).to(dtype)
+    exact = x.double() @ weight.double().t()
+    bound = 333 * 2 ** -24 * (x.double().abs() @ weight.double().abs().t())
+    if dtype != torch.float32:  # the result is rounded once to the half type
+        bound += exact.abs() * 2.0 ** -(8 if dtype == torch.bfloat16 else 11)
+    out = canonical_mm(x, weight)
+    assert out.dtype == dtype and out.shape == (70, 250)
+    assert bool(((out.double() - exact).abs() <= bound).all())
+
+
+def fma32(a: float, b: float, c: float, flush: bool) -> np.float32:
+    """fp32 fma rounded once (exact rational arithmetic), optionally with denormal inputs read as zero and a
+    denormal result flushed to zero."""
+    tiny = float(np.finfo(np.float32).tiny)
+    if flush:
+        a, b, c = (0.0 if abs(v) < tiny else v for v in (a, b, c))
+    exact = Fraction(a) * Fraction(b) + Fraction(c)
+    rounded = round_to_float32(exact)
+    return np.float32(0.0) if flush and abs(float(rounded)) < tiny else rounded
+
+
+def round_to_float32(value: Fraction) -> np.float32:
+    """value rounded to the nearest fp32, ties to even (normal range)."""
+    if value == 0:
+        return np.float32(0.0)
+    exponent = math.floor(math.log2(abs(value)))
+    while Fraction(2) ** exponent > abs(value):
+        exponent -= 1
+    while Fraction(2) ** (exponent + 1) <= abs(value):
+        exponent += 1
+    quantum = Fraction(2) ** (max(exponent, -126) - 23)
+    return np.float32(float(round(value / quantum) * quantum))  # round() on a Fraction ties to even
+
+
+def test_matmul_fp32_order_is_one_fma_per_k_in_k_order() -> None:
+    x, weight = uniform(3, 41, seed=7), uniform(37, 41, seed=8)
+    out = canonical_mm(x, weight)
+    for m, n in ((0, 0), (1, 17), (2, 36)):
+        acc = np.float32(0.0)
+        for k in range(41):
+            acc = fma32(float(x[m, k]), float(weight[n, k]), float(acc), flush=False)
+        assert acc == np.float32(out[m, n].item()), (m, n)
+
+
+def test_matmul_bf16_order_is_vdpbf16ps() -> None:
+    """Odd element of each K pair first, K padded to even, denormals in as zero and out as zero."""
+    x, weight = uniform(3, 41, seed=9).bfloat16(), uniform(37, 41, seed=10).bfloat16()
+    x[1, 3] = 1e-39  # a bf16 denormal: read as zero
+    weight[17, 3] = 3e38
+    out = canonical_mm(x, weight).float()  # rounded to bf16 at the end
+    for m, n in ((0, 0), (1, 17), (2, 36)):
+        acc = np.float32(0.0)
+        for pair in range(21):
+            for k in (2 * pair + 1, 2 * pair):
+                if k < 41:
+                    acc = fma32(float(x[m, k]), float(weight[n, k]), float(acc), flush=True)
+        assert torch.tensor(float(acc)).bfloat16().item() == out[m, n].item(), (m, n)
+
+
+def test_matmul_bf16_flushes_denormal_results() -> None:
+    x = torch.tensor([[2.0 ** -70, 0.0]], dtype=torch.bfloat16)
+    weight = torch.tensor([[2.0 ** -70, 0.0]], dtype=torch.bfloat16)  # the product, 2^-140, is denormal in fp32
+    assert canonical_mm(x, weight).item() == 0.0
+    assert canonical_mm(x.float(), weight.float()).item() == 2.0 ** -140  # fp32 keeps IEEE denormals
+
+
+def ulps(out: torch.Tensor, exact: torch.Tensor) -> float:
+    spacing = (torch.nextafter(exact.float().abs(), torch.tensor(math.inf)) - exact.float().abs()).double()
+    return float(((out.double() - exact).abs() / spacing).max())
+
+
+def test_exp_log_silu_gelu_accuracy() -> None:
+    x = torch.linspace(-87.0, 88.5, 200_001)
+    assert ulps(pointwise.exp(x), x.double().exp()) <= 1.0
+    positive = torch.logspace(-37, 38, 200_001)
+    assert ulps(pointwise.log(positive), positive.double().log()) <= 1.0
+    small = torch.linspace(-30.0, 30.0, 20_001)
+    assert ulps(pointwise.silu(small), small.double() / (1 + (-small.double()).exp())) <= 3.0
+    g = small.double()
+    gelu = 0.5 * g * (1 + torch.tanh(math.sqrt(2 / math.pi) * (g + 0.044715 * g ** 3)))
+    assert float((pointwise.gelu_tanh(small).double() - gelu).abs().max()) < 1e-6 * 30
+
+
+def test_exp_log_special_values() -> None:
+    inf, nan = math.inf, math.nan
+    exp = pointwise.exp(torch.tensor([-inf, inf, nan, -200.0, 100.0, 0.0])).tolist()
+    assert exp[:2] == [0.0, inf] and math.isnan(exp[2]) and exp[3:] == [0.0, inf, 1.0]
+    log = pointwise.log(torch.tensor([0.0, -1.0, inf, 1.0, float(np.finfo(np.float32).smallest_subnormal)])).tolist()
+    assert log[0] == -inf and math.isnan(log[1]) and log[2:4] == [inf, 0.0] and abs(log[4] + 103.2789) < 1e-3
+
+
+def test_log_softmax_and_cumsum_rows_are_invariant_and_accurate() -> None:
+    x = uniform(40, 49152, seed=11, scale=20.0)
+    alone = torch.cat([extension().log_softmax(row[None]) for row in x])
+    for threads in (1, 3, 16):
+        assert torch.equal(at_threads(threads, lambda: extension().log_softmax(x)), alone)
+    assert float((alone.double() - torch.log_softmax(x.double(), -1)).abs().max()) < 1e-5
+    probabilities = pointwise.exp(alone)
+    cumulative = pointwise.cumsum_last(probabilities)
+    assert torch.equal(cumulative[7], pointwise.cumsum_last(probabilities[7:8])[0])
+    assert float((cumulative.double() - probabilities.double().cumsum(-1)).abs().max()) < 1e-6
+
+
+def test_rope_tables_are_float64_rounded_once() -> None:
+    x = torch.arange(0, 4096).float()[:, None] * (1.0 / pointwise.pow_scalar(10000.0, torch.arange(0, 64, 2).float() / 64))
+    assert torch.equal(pointwise.cos(x), x.double().cos().float())
+    assert torch.equal(pointwise.sin(x), x.double().sin().float())
+
+
+def run_probe(isa: str, capability: str | None, engine: bool) -> dict:
+    env = {**os.environ, ISA_VARIABLE: isa}
+    env.pop("ATEN_CPU_CAPABILITY", None)
+    if capability:
+        env["ATEN_CPU_CAPABILITY"] = capability
+    done = subprocess.run([sys.executable, str(PROBE), *(["--engine"] if engine else [])], env=env,
+                          capture_output=True, text=True, timeout=1500)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_other_builds_and_capabilities_give_the_same_bits() -> None:
+    """The extension built with AVX2-only flags under torch's AVX2 kernels, and the native build under torch's
+    scalar kernels: the same op outputs and golden-request digests as the native build here."""
+    from golden import GOLDEN
+
+    native = run_probe("native", None, engine=False)
+    for isa, capability in (("avx2", "avx2"), ("native", "default")):
+        other = run_probe(isa, capability, engine=True)
+        assert other["ops"] == native["ops"], (isa, capability)
+        assert other["engine"] == GOLDEN, (isa, capability)
