@@ -1,16 +1,19 @@
 """What a suite's results file weighs: a few cases run for real, the whole file extrapolated from them.
 
-    python benchmarks/results_size.py suites/qwen3-cpu-sized.yaml --needles 1 --out benchmarks/results/results_size.json
+    python benchmarks/results_size.py suites/qwen3-cpu-sized.yaml --needles 1 \
+        --fewer unique_completions.samples=8 --fewer batch_size.trials=1 --out benchmarks/results/results_size.json
 
-A case's size follows from its check's parameters and from how many of its runs repeat an earlier one (stored by
-name): with ignore_eos every run holds max_tokens tokens, packed at 4 bytes per token id and per logprob. So the
-script runs, per check, its first invariant-family case (invariant or tp-invariant mode: runs repeat, if the
-claim holds) and its last default-mode case at its lowest TP degree (the negative-control kernels: runs differ),
-with `--needles` needles each (one group of runs per needle, so the file repeats the measured groups to the suite's
-needle count), then serializes the file the full run would write, as `bi-bench run` does, each case taken from its
-check's measured case of its mode family. It also prints the size with no run stored by name (every run distinct:
-an upper bound) and with every value as JSON text (schema 2), and a rough run time: measured seconds per case
-times the cases it stands for, times the needle ratio (TP 2 and 4 run slower than the TP 1 cases measured).
+A case's size follows from how many runs it holds and how many of them repeat an earlier run (stored by name):
+with ignore_eos every run holds max_tokens tokens, packed at 4 bytes per token id and per logprob. So the script
+runs, per check, its first invariant-family case (invariant or tp-invariant mode, whose runs repeat where the claim
+holds) and its last default-mode case at its lowest TP degree (the negative-control kernels, whose runs differ),
+with `--needles` needles and, for the costliest checks, `--fewer` runs; then it serializes, as `bi-bench run`
+does, the file the full suite would write: each case is its check's measured case of its mode family, its needle
+groups repeated to the suite's needle count and its runs repeated to the suite's run count, every copy of a run
+that differed from the runs before it made to differ again (one logprob bit flipped), so the copies are stored
+as the measured runs were. It also prints the size with every run stored in full (an upper bound) and with every
+value as JSON text (schema 2), and a rough run time: seconds per measured case times the cases it stands for,
+scaled by needles and runs (TP 2 and 4 run slower than the TP 1 cases measured for most checks).
 """
 from __future__ import annotations
 
@@ -19,13 +22,17 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+import numpy as np
+
+from bi_bench.harness.checks import CheckParams
 from bi_bench.harness.engines import EnginePool
 from bi_bench.harness.environment import environment
 from bi_bench.harness.matrix import CaseSpec, expand
 from bi_bench.harness.model_info import model_record
-from bi_bench.harness.packed import FLOAT32, INT32, unpack
+from bi_bench.harness.observations import Group, Observation, group_digests
+from bi_bench.harness.packed import FLOAT32, INT32, float_bytes, int_bytes, unpack
 from bi_bench.harness.prompts import PromptSource
 from bi_bench.harness.repeats import expanded
 from bi_bench.harness.results import MAX_RESULTS_BYTES, CaseResult, ResultsFile, SuiteRecord, ThroughputRun
@@ -37,6 +44,9 @@ from bi_bench.harness.throughput import from_runs, throughput_settings
 
 PACKED = {"token_ids": INT32, "prompt_token_ids": INT32, "logprobs": FLOAT32, "reference_raw_logprobs": FLOAT32}
 Kind = tuple[str, str]  # check, mode family ("invariant" or "default")
+# Candidates per needle of the checks whose runs --fewer may cut, as their run functions loop.
+CANDIDATES: dict[str, Callable[[Any], int]] = {"batch_size": lambda p: len(p.batch_sizes) * p.trials,
+                                               "unique_completions": lambda p: p.samples - 1}
 
 
 def family(spec: CaseSpec) -> str:
@@ -55,35 +65,93 @@ def representatives(specs: list[CaseSpec]) -> dict[Kind, CaseSpec]:
     return chosen
 
 
-def measure(suite_path: Path, needles: int) -> dict[str, Any]:
+def measure(suite_path: Path, needles: int, fewer: dict[str, dict[str, int]]) -> dict[str, Any]:
     loaded = load_suite(suite_path)
     model = loaded.suite.models[0]
     specs = expand(loaded, model)
-    workload = loaded.suite.workload.model_copy(update={"needles": needles})
-    measuring = dataclasses.replace(loaded, suite=loaded.suite.model_copy(update={"workload": workload}))
+    measuring = reduced(loaded, needles, fewer)
     pool = EnginePool(model, loaded.suite.device)
     base = pool.get()
     prompts = PromptSource(loaded.suite.workload, base)
+    chosen = representatives(specs)
     measured: dict[Kind, tuple[CaseResult, float]] = {}
-    for kind, spec in representatives(specs).items():
+    for kind, spec in chosen.items():
         start = time.perf_counter()
-        result, _ = run_case(spec, pool, measuring, prompts)
+        result, _ = run_case(dataclasses.replace(spec, params=measuring.checks[spec.check]), pool, measuring, prompts)
         measured[kind] = result, time.perf_counter() - start
         print(f"{spec.id}: {measured[kind][1]:.1f} s, {result.verdict}", flush=True)
-    scale = loaded.suite.workload.needles // needles
-    full = {kind: repeated(case, scale) for kind, (case, _) in measured.items()}
+    scale = {check: full_runs(check, loaded.checks[check], measuring.checks[check])
+             for check in loaded.checks}
+    needle_scale = loaded.suite.workload.needles // needles
+    full = {kind: repeated(extended(case, scale[kind[0]]), needle_scale) for kind, (case, _) in measured.items()}
     cases = [as_spec(full[spec.check, family(spec)], spec) for spec in specs]
     data = results_file(loaded, suite_path, model, base, cases).model_dump(mode="python")
+    seconds = sum(measured[s.check, family(s)][1] * needle_scale * scale[s.check][1] / scale[s.check][0]
+                  for s in specs)
     return dict(
-        suite=str(suite_path), cases=len(specs), needles_measured=needles, bytes=serialized(data),
-        bytes_every_run_stored=serialized(unnamed(data)), bytes_as_json_text=serialized(as_json_text(unnamed(data))),
-        limit_bytes=MAX_RESULTS_BYTES,
-        measured={f"{check} ({kind})": dict(case=representatives(specs)[check, kind].id,
+        suite=str(suite_path), cases=len(specs), measured_with=dict(needles=needles, fewer=fewer),
+        bytes=serialized(data), bytes_every_run_stored=serialized(unnamed(data)),
+        bytes_as_json_text=serialized(as_json_text(unnamed(data))), limit_bytes=MAX_RESULTS_BYTES,
+        measured={f"{check} ({kind})": dict(case=chosen[check, kind].id,
                                             cases=sum((s.check, family(s)) == (check, kind) for s in specs),
-                                            verdict=case.verdict, seconds=round(seconds, 1),
-                                            bytes_one_case=serialized(full[check, kind].model_dump(mode="python")))
-                  for (check, kind), (case, seconds) in measured.items()},
-        estimated_full_run_seconds=round(scale * sum(measured[s.check, family(s)][1] for s in specs)))
+                                            verdict=case.verdict, seconds=round(sec, 1),
+                                            runs_measured=sum(len(g.candidates) + 1 for g in case.observations),
+                                            bytes_full_case=serialized(full[check, kind].model_dump(mode="python")))
+                  for (check, kind), (case, sec) in measured.items()},
+        estimated_full_run_seconds=round(seconds))
+
+
+def reduced(loaded: LoadedSuite, needles: int, fewer: dict[str, dict[str, int]]) -> LoadedSuite:
+    """The suite as measured: `needles` needles, and the `fewer` parameters of the checks named there."""
+    unknown = set(fewer) - set(CANDIDATES)
+    if unknown:
+        raise SystemExit(f"--fewer: only {', '.join(CANDIDATES)} (not {', '.join(sorted(unknown))})")
+    workload = loaded.suite.workload.model_copy(update={"needles": needles})
+    checks = {name: params.model_copy(update=fewer.get(name, {})) for name, params in loaded.checks.items()}
+    return dataclasses.replace(loaded, suite=loaded.suite.model_copy(update={"workload": workload}), checks=checks)
+
+
+def full_runs(check: str, full: CheckParams, measured: CheckParams) -> tuple[int, int]:
+    """(candidates per needle as measured, in the full suite)."""
+    if check not in CANDIDATES:
+        return 1, 1
+    return CANDIDATES[check](measured), CANDIDATES[check](full)
+
+
+def extended(case: CaseResult, runs: tuple[int, int]) -> CaseResult:
+    """The case's groups with their candidates repeated cyclically from the measured count to the full one."""
+    measured, full = runs
+    if not case.observations or measured == full:
+        return case
+    groups = [grown(group, full) for group in case.observations]
+    return case.model_copy(update=dict(observations=groups, digests=[group_digests(g) for g in groups]))
+
+
+def grown(group: Group, count: int) -> Group:
+    """Copies of a candidate that differed from every run before it differ again: one logprob bit flipped."""
+    earlier = [group.reference]
+    distinct = []
+    for candidate in group.candidates:
+        distinct.append(all(bits(candidate.observation) != bits(run) for run in earlier))
+        earlier.append(candidate.observation)
+    candidates = list(group.candidates)
+    for i in range(len(candidates), count):
+        source = i % len(group.candidates)
+        copy = group.candidates[source]
+        if distinct[source]:
+            copy = copy.model_copy(update={"observation": flipped(copy.observation, i)})
+        candidates.append(copy)
+    return group.model_copy(update={"candidates": candidates})
+
+
+def bits(observation: Observation) -> tuple[bytes, bytes]:
+    return int_bytes(observation.token_ids), float_bytes(observation.logprobs)
+
+
+def flipped(observation: Observation, salt: int) -> Observation:
+    values = np.array(observation.logprobs, dtype=FLOAT32)
+    values.view(np.int32)[salt % len(values)] ^= 1 + (salt // len(values))
+    return observation.model_copy(update={"logprobs": values.astype(np.float64).tolist()})
 
 
 def repeated(case: CaseResult, times: int) -> CaseResult:
@@ -144,10 +212,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("suite", type=Path)
     parser.add_argument("--needles", type=int, default=1, help="needles per measured case (the suite's, or fewer)")
+    parser.add_argument("--fewer", action="append", default=[], metavar="CHECK.PARAM=N",
+                        help=f"measure with fewer runs: a run-count parameter of {' or '.join(CANDIDATES)}")
     parser.add_argument("--out", type=Path, default=None, help="write the report as JSON here")
     args = parser.parse_args()
     start = time.perf_counter()
-    report = measure(args.suite, args.needles)
+    fewer: dict[str, dict[str, int]] = {}
+    for item in args.fewer:
+        key, value = item.split("=")
+        check, param = key.split(".")
+        fewer.setdefault(check, {})[param] = int(value)
+    report = measure(args.suite, args.needles, fewer)
     report["measured_seconds"] = round(time.perf_counter() - start)
     text = json.dumps(report, indent=1)
     print(text)

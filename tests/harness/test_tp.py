@@ -21,3 +21,6 @@ def test_tp_check(tmp_path: Path) -> None:
     assert verdicts["tp/default/tp2"] == "diverged"
     assert verdicts["tp/invariant/tp2"] in ("equal", "diverged")  # reported, never claimed
     assert result.exit_code == 0, result.output
+    assert invoke("validate", path).exit_code == 0
+    reproduced = invoke("reproduce", path, "--cases", "tp/tp-invariant/*")  # TP=2 and TP=1 engines again
+    assert reproduced.exit_code == 0, reproduced.output
