@@ -65,7 +65,7 @@ def representatives(specs: list[CaseSpec]) -> dict[Kind, CaseSpec]:
     return chosen
 
 
-def measure(suite_path: Path, needles: int, fewer: dict[str, dict[str, int]]) -> dict[str, Any]:
+def measure(suite_path: Path, needles: int, fewer: dict[str, dict[str, int]], cache: Path) -> dict[str, Any]:
     loaded = load_suite(suite_path)
     model = loaded.suite.models[0]
     specs = expand(loaded, model)
@@ -74,12 +74,19 @@ def measure(suite_path: Path, needles: int, fewer: dict[str, dict[str, int]]) ->
     base = pool.get()
     prompts = PromptSource(loaded.suite.workload, base)
     chosen = representatives(specs)
+    done = cached(cache, measuring)
     measured: dict[Kind, tuple[CaseResult, float]] = {}
     for kind, spec in chosen.items():
-        start = time.perf_counter()
-        result, _ = run_case(dataclasses.replace(spec, params=measuring.checks[spec.check]), pool, measuring, prompts)
-        measured[kind] = result, time.perf_counter() - start
-        print(f"{spec.id}: {measured[kind][1]:.1f} s, {result.verdict}", flush=True)
+        if spec.id not in done:
+            start = time.perf_counter()
+            result, _ = run_case(dataclasses.replace(spec, params=measuring.checks[spec.check]), pool, measuring,
+                                 prompts)
+            done[spec.id] = result, time.perf_counter() - start
+            with open(cache, "a") as handle:
+                handle.write(json.dumps(dict(key=cache_key(measuring, spec.id), seconds=done[spec.id][1],
+                                             case=result.model_dump(mode="python"))) + "\n")
+        measured[kind] = done[spec.id]
+        print(f"{spec.id}: {measured[kind][1]:.1f} s, {measured[kind][0].verdict}", flush=True)
     scale = {check: full_runs(check, loaded.checks[check], measuring.checks[check])
              for check in loaded.checks}
     needle_scale = loaded.suite.workload.needles // needles
@@ -99,6 +106,21 @@ def measure(suite_path: Path, needles: int, fewer: dict[str, dict[str, int]]) ->
                                             bytes_full_case=serialized(full[check, kind].model_dump(mode="python")))
                   for (check, kind), (case, sec) in measured.items()},
         estimated_full_run_seconds=round(seconds))
+
+
+def cache_key(measuring: LoadedSuite, case_id: str) -> str:
+    return json.dumps([case_id, measuring.sha256, measuring.resolved()], sort_keys=True)
+
+
+def cached(cache: Path, measuring: LoadedSuite) -> dict[str, tuple[CaseResult, float]]:
+    """Cases measured by an earlier, interrupted run with the same suite and reductions, by case id."""
+    found = {}
+    for line in cache.read_text().splitlines() if cache.exists() else []:
+        entry = json.loads(line)
+        case = CaseResult.model_validate(entry["case"])
+        if entry["key"] == cache_key(measuring, case.id):
+            found[case.id] = case, entry["seconds"]
+    return found
 
 
 def reduced(loaded: LoadedSuite, needles: int, fewer: dict[str, dict[str, int]]) -> LoadedSuite:
@@ -215,6 +237,8 @@ def main() -> None:
     parser.add_argument("--fewer", action="append", default=[], metavar="CHECK.PARAM=N",
                         help=f"measure with fewer runs: a run-count parameter of {' or '.join(CANDIDATES)}")
     parser.add_argument("--out", type=Path, default=None, help="write the report as JSON here")
+    parser.add_argument("--cache", type=Path, default=Path("results_size.cases.jsonl"),
+                        help="each measured case is appended here, and a rerun takes it from here")
     args = parser.parse_args()
     start = time.perf_counter()
     fewer: dict[str, dict[str, int]] = {}
@@ -222,7 +246,7 @@ def main() -> None:
         key, value = item.split("=")
         check, param = key.split(".")
         fewer.setdefault(check, {})[param] = int(value)
-    report = measure(args.suite, args.needles, fewer)
+    report = measure(args.suite, args.needles, fewer, args.cache)
     report["measured_seconds"] = round(time.perf_counter() - start)
     text = json.dumps(report, indent=1)
     print(text)

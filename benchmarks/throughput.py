@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import random
 import time
 from pathlib import Path
@@ -18,6 +17,9 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from bi_bench.engine import LLM, SamplingParams
+from bi_bench.harness.environment import cpu_model
+from bi_bench.kernels.cpu.extension import extension
+from bi_bench.kernels.cpu.isa import cpu_flags, isa_features
 
 
 def make_prompts(vocab: int, count: int, length: int, seed: int) -> list[list[int]]:
@@ -99,8 +101,8 @@ def main() -> None:
         runs.append(time_hf(probe.engine.source.weights_dir, args.dtype, prompts, args.new_tokens))
     ratios = side_by_side(runs)
     report = {"workload": vars(args) | {"out": str(args.out) if args.out else None}, "runs": runs, "ratios": ratios,
-              "hardware": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                           "torch": torch.__version__}}
+              "hardware": {"cpu": cpu_model(), "isa": isa_features(cpu_flags()), "cpu_kernels": extension().matmul_isa(),
+                           "threads": torch.get_num_threads(), "torch": torch.__version__}}
     for run in runs:
         print(f"{run['engine']:<32} {run['tokens']:>7} tokens {run['seconds']:>8.1f} s {run['tok_per_s']:>9.1f} tok/s")
     for name, value in ratios.items():

@@ -41,11 +41,11 @@ def test_added_case(copy_results: Callable[[], Path]) -> None:
         return [*cases, extra]
 
     rejected(forge(copy_results(), add),
-             f"cases[6]: 'batch_size/tp-invariant/tp1' (index 6) is not in the matrix of suite.source")
+             "cases[6]: 'batch_size/tp-invariant/tp1' (index 6) is not in the matrix of suite.source")
 
 
 def test_relabelled_mode(copy_results: Callable[[], Path]) -> None:
-    """A failing invariant-mode case passed off as a default-mode one: its verdict becomes `equal`."""
+    """An invariant-mode case passed off as a default-mode one, where a failed claim would read as `diverged`."""
     path = forge(copy_results(), lambda cases: replaced(cases, 2, mode="default"))
     rejected(path, "cases[2].mode: recorded 'default', the matrix has 'invariant'")
 
