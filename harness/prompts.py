@@ -42,9 +42,17 @@ class PromptSource:
             self.english = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in ENGLISH]
 
     def draw(self, rng: random.Random, min_len: int | None = None) -> list[int]:
-        """A prompt of min_len..max_len tokens (min_len may raise the workload's lower bound)."""
-        low = max(self.workload.min_len, min_len or 0)
-        length = rng.randint(low, max(low, self.workload.max_len))
+        """A neighbour of min_len..max_len tokens (min_len may raise the workload's lower bound)."""
+        return self._drawn(rng, self.workload.min_len, self.workload.max_len, min_len)
+
+    def draw_needle(self, rng: random.Random, min_len: int | None = None) -> list[int]:
+        """A needle: of the workload's needle_len when it sets one, else drawn like a neighbour."""
+        low, high = self.workload.needle_len or (self.workload.min_len, self.workload.max_len)
+        return self._drawn(rng, low, high, min_len)
+
+    def _drawn(self, rng: random.Random, low: int, high: int, min_len: int | None) -> list[int]:
+        low = max(low, min_len or 0)
+        length = rng.randint(low, max(low, high))
         if self.workload.prompt_set == "english":
             return self._english(rng, length)
         return [self._random_id(rng) for _ in range(length)]

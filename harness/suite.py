@@ -47,6 +47,8 @@ class Workload(Strict):
     prompt_set: Literal["random-tokens", "english"] = "random-tokens"
     min_len: PositiveInt = 4
     max_len: PositiveInt = 48
+    needle_len: list[PositiveInt] | None = Field(
+        default=None, min_length=2, max_length=2, description="needles' [min, max] length; neighbours keep min_len..max_len (default: the same)")
     needles: PositiveInt = Field(default=1, le=64, description="distinct needle prompts per case")
     seed: Seed = 0
 
@@ -54,7 +56,13 @@ class Workload(Strict):
     def _ordered(self) -> Workload:
         if self.min_len > self.max_len:
             raise ValueError(f"min_len={self.min_len} is above max_len={self.max_len}")
+        if self.needle_len is not None and self.needle_len[0] > self.needle_len[1]:
+            raise ValueError(f"needle_len {self.needle_len} has its minimum above its maximum")
         return self
+
+    @property
+    def longest_prompt(self) -> int:
+        return max(self.max_len, self.needle_len[1] if self.needle_len else 0)
 
 
 class Sampling(Strict):

@@ -103,7 +103,7 @@ def _check_lengths(source: YamlSource, suite: Suite) -> None:
     for index, model in enumerate(suite.models):
         # Bound: prefix_cache's sibling prompt is a needle prefix plus another prompt, needles span >= 2 blocks,
         # and neighbours want up to twice the needle's tokens.
-        prompt = 2 * max(suite.workload.max_len, 2 * model.block_size + 2)
+        prompt = 2 * max(suite.workload.longest_prompt, 2 * model.block_size + 2)
         longest = prompt + 2 * max(suite.sampling.max_tokens, suite.throughput.max_tokens)
         if longest > model.max_model_len:
             raise source.error(("models", index, "max_model_len"),

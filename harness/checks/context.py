@@ -49,7 +49,7 @@ class CaseContext:
         return llm
 
     def needle(self, min_len: int | None = None) -> list[int]:
-        return self.prompts.draw(self.rng, min_len)
+        return self.prompts.draw_needle(self.rng, min_len)
 
     def neighbours(self, count: int, min_len: int | None = None) -> list[Request]:
         """Random-length prompts, each wanting a random number of tokens under its own seed."""

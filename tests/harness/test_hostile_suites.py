@@ -50,6 +50,12 @@ HOSTILE = {
                                  "does not run on cpu"),
     "tp check without tp": (TINY_TEXT.replace("  order:\n", "  tp: {}\n  order:\n"), "no model lists a tp degree above 1"),
     "min above max": (TINY_TEXT.replace("min_len: 4", "min_len: 400"), "workload"),
+    "needle_len reversed": (TINY_TEXT.replace("min_len: 4", "min_len: 4\n  needle_len: [30, 20]"),
+                            "needle_len [30, 20] has its minimum above its maximum"),
+    "needle_len one value": (TINY_TEXT.replace("min_len: 4", "min_len: 4\n  needle_len: [30]"),
+                             "workload.needle_len"),
+    "needle_len past max_model_len": (TINY_TEXT.replace("min_len: 4", "min_len: 4\n  needle_len: [30, 5000]"),
+                                      "max_model_len"),
 }
 
 
