@@ -232,9 +232,9 @@ def throughput(out: Path) -> None:
             llm = LLM(MODEL, dtype="bfloat16", device="cuda", mode=mode, enforce_eager=not graphs,
                       max_num_seqs=max(BATCHES), max_model_len=PROMPT_LEN + NEW_TOKENS)
             for batch in BATCHES:
-                prompts = make_prompts(llm.engine.source.config.vocab_size, batch, PROMPT_LEN, seed=batch)
+                prompts = make_prompts(llm.source.config.vocab_size, batch, PROMPT_LEN, seed=batch)
                 llm.generate(prompts, SamplingParams(temperature=0.0, max_tokens=2))  # this batch's kernel shapes
-                llm.engine.block_manager.reset_prefix_cache()  # the timed run prefills in full
+                llm.reset_prefix_cache()  # the timed run prefills in full
                 runs.append({"mode": mode, "cuda_graphs": graphs, "batch": batch,
                              **time_generate(llm, prompts, NEW_TOKENS)})
                 (out / "throughput.json").write_text(json.dumps({"model": MODEL, "runs": runs}, indent=2))

@@ -30,7 +30,7 @@ def main() -> None:
     llm = LLM(args.model, dtype=args.dtype, mode=args.mode, max_num_seqs=args.requests,
               max_model_len=args.prompt_len + args.new_tokens)
     rng = random.Random(0)
-    vocab = llm.engine.source.config.vocab_size
+    vocab = llm.source.config.vocab_size
     prompts = [[rng.randrange(3, vocab) for _ in range(args.prompt_len)] for _ in range(args.requests)]
     llm.generate(prompts[:2], SamplingParams(temperature=0.0, max_tokens=2))  # warm-up
     profile = cProfile.Profile()

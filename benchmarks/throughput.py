@@ -91,14 +91,14 @@ def main() -> None:
     args = parser.parse_args()
 
     probe = LLM(args.model, dtype="float32", num_kv_blocks=1)
-    prompts = make_prompts(probe.engine.source.config.vocab_size, args.requests, args.prompt_len, seed=0)
+    prompts = make_prompts(probe.source.config.vocab_size, args.requests, args.prompt_len, seed=0)
     runs = [time_engine(args.model, args.dtype, mode, args.tp, prompts, args.new_tokens, {})
             for mode in args.modes.split(",")]
     if args.kernels:
         overrides = dict(item.split("=", 1) for item in args.kernels.split(","))
         runs.append(time_engine(args.model, args.dtype, "default", args.tp, prompts, args.new_tokens, overrides))
-    if not args.skip_hf and probe.engine.source.weights_dir is not None:
-        runs.append(time_hf(probe.engine.source.weights_dir, args.dtype, prompts, args.new_tokens))
+    if not args.skip_hf and probe.source.weights_dir is not None:
+        runs.append(time_hf(probe.source.weights_dir, args.dtype, prompts, args.new_tokens))
     ratios = side_by_side(runs)
     report = {"workload": vars(args) | {"out": str(args.out) if args.out else None}, "runs": runs, "ratios": ratios,
               "hardware": {"cpu": cpu_model(), "isa": isa_features(cpu_flags()), "cpu_kernels": extension().matmul_isa(),

@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     torch.manual_seed(0)
-    vocab = LLM(args.model, dtype=args.dtype, num_kv_blocks=1).engine.source.config.vocab_size
+    vocab = LLM(args.model, dtype=args.dtype, num_kv_blocks=1).source.config.vocab_size
     rng = random.Random(0)
     prompts = [[rng.randrange(3, vocab) for _ in range(rng.randint(8, args.prompt_len))] for _ in range(args.requests)]
     rows = [measure(args.model, args.dtype, mode, fp32, prompts)

@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 
 from bi_bench.engine.config import EngineConfig
 from bi_bench.engine.llm_engine import LLMEngine
+from bi_bench.engine.loader import ModelSource
 from bi_bench.engine.outputs import RequestOutput, ScoreOutput
 from bi_bench.engine.sampling_params import SamplingParams
 
@@ -24,8 +25,30 @@ class LLM:
         self.engine.close()
 
     @property
+    def config(self) -> EngineConfig:
+        return self.engine.config
+
+    @property
+    def source(self) -> ModelSource:
+        """Where the weights came from: model id, Hugging Face config, tokenizer, weights folder."""
+        return self.engine.source
+
+    @property
     def tokenizer(self):
         return self.engine.source.tokenizer
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.engine.runner.model.parameters())  # tied weights count once
+
+    @property
+    def num_preemptions(self) -> int:
+        """Requests preempted (and later recomputed) since the engine started."""
+        return self.engine.scheduler.num_preemptions
+
+    def reset_prefix_cache(self) -> None:
+        """Forgets every cached prefix: the next request prefills in full."""
+        self.engine.block_manager.reset_prefix_cache()
 
     @property
     def kernels(self) -> dict[str, str]:

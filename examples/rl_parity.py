@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"])
     args = parser.parse_args()
     llm = LLM(args.model, dtype=args.dtype, mode="invariant")
-    vocab = llm.engine.source.config.vocab_size
+    vocab = llm.source.config.vocab_size
     generator = torch.Generator().manual_seed(0)
     prompts = [torch.randint(3, vocab, (n,), generator=generator).tolist() for n in (12, 30, 7)]
     check(llm, prompts, "before update")

@@ -45,6 +45,3 @@ class EnginePool:
         """A new engine nobody else has used (kept by no one)."""
         return LLM(self.model.id, **self.engine_args(**overrides))
 
-
-def reset_prefix_cache(llm: LLM) -> None:
-    llm.engine.block_manager.reset_prefix_cache()

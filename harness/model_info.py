@@ -6,17 +6,17 @@ from bi_bench.harness.results import ModelRecord
 
 
 def model_record(llm: LLM) -> ModelRecord:
-    source = llm.engine.source
+    source = llm.source
     weights_dir = source.weights_dir
     # Hub snapshots live in .../snapshots/<commit>/, so the folder name is the revision.
     revision = weights_dir.name if weights_dir is not None and weights_dir.parent.name == "snapshots" else None
     return ModelRecord(
         id=source.model_id,
-        dtype=llm.engine.config.dtype,
+        dtype=llm.config.dtype,
         revision=revision,
         weights_sha256=source.weights_sha256(),
         architecture=(source.config.architectures or [source.config.model_type])[0],
-        params_count=sum(p.numel() for p in llm.engine.runner.model.parameters()),  # tied: once
+        params_count=llm.num_parameters,
         synthetic_weights=source.synthetic_weights,
-        lm_head_fp32=llm.engine.config.lm_head_fp32,
+        lm_head_fp32=llm.config.lm_head_fp32,
     )

@@ -32,13 +32,13 @@ ENGLISH = (
 class PromptSource:
     def __init__(self, workload: Workload, llm: LLM) -> None:
         self.workload = workload
-        self.vocab_size = llm.engine.source.config.vocab_size
+        self.vocab_size = llm.source.config.vocab_size
         tokenizer = llm.tokenizer
         self.special_ids = set(tokenizer.all_special_ids) if tokenizer is not None else set()
         if workload.prompt_set == "english":
             if tokenizer is None:
                 raise ValueError(f"workload.prompt_set 'english' needs a tokenizer; model "
-                                 f"{llm.engine.config.model!r} has none (use 'random-tokens')")
+                                 f"{llm.config.model!r} has none (use 'random-tokens')")
             self.english = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in ENGLISH]
 
     def draw(self, rng: random.Random, min_len: int | None = None) -> list[int]:

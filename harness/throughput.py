@@ -9,7 +9,7 @@ import random
 import time
 
 from bi_bench.engine import LLM, SamplingParams
-from bi_bench.harness.engines import EnginePool, reset_prefix_cache
+from bi_bench.harness.engines import EnginePool
 from bi_bench.harness.matrix import Setting, settings
 from bi_bench.harness.prompts import PromptSource
 from bi_bench.harness.results import (ModeThroughput, RunSetting, SettingKey, SettingThroughput, Throughput,
@@ -53,7 +53,7 @@ def interleaved(pool: EnginePool, group: list[Setting], batch: list[Prompt], par
 
 
 def timed(llm: LLM, setting: Setting, repeat: int, batch: list[Prompt], params: SamplingParams) -> ThroughputRun:
-    reset_prefix_cache(llm)
+    llm.reset_prefix_cache()
     start = time.perf_counter()
     outputs = llm.generate(batch, params)
     seconds = time.perf_counter() - start

@@ -16,10 +16,10 @@ from bi_bench.kernels import batch_invariant_mode
 def trainer_model(llm: LLM) -> PreTrainedModel:
     """Hugging Face modelling code with the engine's current weights. An invariant engine's trainer is built and
     run inside batch_invariant_mode with bi_bench attention; a default one uses stock SDPA, as trainers do."""
-    invariant = llm.engine.config.mode in CLAIMING_MODES
+    invariant = llm.config.mode in CLAIMING_MODES
     # built inside the mode, an invariant trainer's RoPE frequencies come from the canonical pow, as the engine's
     with batch_invariant_mode() if invariant else contextlib.nullcontext():
-        model = AutoModelForCausalLM.from_config(llm.engine.source.config, dtype=llm.engine.config.torch_dtype,
+        model = AutoModelForCausalLM.from_config(llm.source.config, dtype=llm.config.torch_dtype,
                                                  attn_implementation="bi_bench" if invariant else "sdpa")
     model.load_state_dict(llm.state_dict(), strict=False)
     return model.eval()
@@ -29,10 +29,10 @@ def trainer_logprobs(model: PreTrainedModel, llm: LLM, prompt: list[int], comple
                      params: SamplingParams) -> list[float]:
     """The completion's processed logprobs under `params`, from one forward over prompt + completion.
     With the engine's fp32 lm_head, the trainer's head runs in fp32 too."""
-    invariant = llm.engine.config.mode in CLAIMING_MODES
+    invariant = llm.config.mode in CLAIMING_MODES
     with torch.no_grad(), batch_invariant_mode() if invariant else contextlib.nullcontext():
         hidden = model.model(torch.tensor([prompt + completion])).last_hidden_state[0, len(prompt) - 1:-1]
-        if llm.engine.config.lm_head_fp32:
+        if llm.config.lm_head_fp32:
             logits = F.linear(hidden.float(), model.lm_head.weight.float())
         else:
             logits = model.lm_head(hidden)

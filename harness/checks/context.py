@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from bi_bench.engine import LLM, SamplingParams
 from bi_bench.engine.outputs import RequestOutput
-from bi_bench.harness.engines import EnginePool, reset_prefix_cache
+from bi_bench.harness.engines import EnginePool
 from bi_bench.harness.observations import Observation
 from bi_bench.harness.prompts import PromptSource
 
@@ -77,7 +77,7 @@ class CaseContext:
                       params: SamplingParams | None = None, warm: bool = False) -> RequestOutput:
         """What `in_batch` observes, as the engine returned it (raw logprobs included)."""
         if not warm:
-            reset_prefix_cache(llm)
+            llm.reset_prefix_cache()
         requests = [*neighbours[:position], (needle, params or self.sampling), *neighbours[position:]]
         outputs = llm.generate([prompt for prompt, _ in requests], [p for _, p in requests])
         self.tokens += sum(len(out.token_ids) for out in outputs)
@@ -86,7 +86,7 @@ class CaseContext:
     def score(self, llm: LLM, requests: list[tuple[list[int], list[int]]], params: SamplingParams,
               position: int) -> Observation:
         """Scores (prompt, completion) pairs in one call, on an empty prefix cache; returns the pair at `position`."""
-        reset_prefix_cache(llm)
+        llm.reset_prefix_cache()
         outputs = llm.score([p for p, _ in requests], [c for _, c in requests], params)
         self.tokens += sum(len(out.token_ids) for out in outputs)
         out = outputs[position]

@@ -20,9 +20,9 @@ def run(ctx: CaseContext, params: Params) -> Group:
     neighbours = _block_aligned(ctx, ctx.neighbours(params.batch_size - 1, min_len=ctx.block_size))
     blocks = params.num_kv_blocks or _prompt_blocks(ctx, [needle, *(p for p, _ in neighbours)])
     tight = ctx.llm(num_kv_blocks=blocks)
-    before = tight.engine.scheduler.num_preemptions
+    before = tight.num_preemptions
     seen = ctx.in_batch(tight, needle, neighbours, len(neighbours))
-    preemptions = tight.engine.scheduler.num_preemptions - before
+    preemptions = tight.num_preemptions - before
     if not preemptions:
         raise Skip(f"no request was preempted with num_kv_blocks={blocks}; lower it or raise batch_size")
     label = f"num_kv_blocks={blocks} batch={params.batch_size} preemptions={preemptions}"

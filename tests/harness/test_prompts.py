@@ -9,7 +9,7 @@ from bi_bench.harness.suite import Workload
 
 
 def source(workload: Workload) -> PromptSource:
-    llm = SimpleNamespace(engine=SimpleNamespace(source=SimpleNamespace(config=SimpleNamespace(vocab_size=100))),
+    llm = SimpleNamespace(source=SimpleNamespace(config=SimpleNamespace(vocab_size=100)),
                           tokenizer=None)
     return PromptSource(workload, llm)
 

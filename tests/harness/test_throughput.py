@@ -3,7 +3,7 @@ against default mode at the same TP degree with its own kernels."""
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -62,11 +62,6 @@ def test_a_setting_without_its_baseline_is_an_error() -> None:
 class FakeLLM:
     args: dict[str, Any]
     log: list[tuple[str, int, str]]
-    engine: Any = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.engine = self  # reset_prefix_cache reaches llm.engine.block_manager
-        self.block_manager = self
 
     def reset_prefix_cache(self) -> None:
         pass
