@@ -1,4 +1,4 @@
-"""The committed smollm2 results file reproduces on whatever machine runs this (two cases drawn at random)."""
+"""The committed results files of the real models reproduce on whatever machine runs this (cases drawn at random)."""
 from __future__ import annotations
 
 import shutil
@@ -9,13 +9,17 @@ import pytest
 from bi_bench.harness.reproduction import is_reproduction
 from conftest import REPO, invoke
 
-COMMITTED = sorted(p for p in (REPO / "results").glob("smollm2-135m-*/cpu-*/*.json") if not is_reproduction(p))
+
+def committed(model: str) -> list[Path]:
+    return sorted(p for p in (REPO / "results").glob(f"{model}-*/cpu-*/*.json") if not is_reproduction(p))
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not COMMITTED, reason="no smollm2-135m CPU results file under results/")
-def test_committed_smollm2_results_reproduce(tmp_path: Path) -> None:
-    newest = max(COMMITTED, key=lambda p: p.stat().st_mtime)
+@pytest.mark.parametrize("model", ["smollm2-135m", "gemma3-270m"])
+def test_committed_results_reproduce(tmp_path: Path, model: str) -> None:
+    files = committed(model)
+    assert files, f"no {model} CPU results file under results/"
+    newest = max(files, key=lambda p: p.name)  # run ids are UTC timestamps: clone order does not matter
     copy = tmp_path / newest.name  # the reproduction is written beside it, not into results/
     shutil.copyfile(newest, copy)
     result = invoke("reproduce", copy, "--sample", "2")
