@@ -1,6 +1,7 @@
 """The engine loop: admit requests, schedule a step, run it, record what was sampled."""
 from __future__ import annotations
 
+import contextlib
 import itertools
 import random
 from dataclasses import asdict
@@ -116,8 +117,10 @@ class LLMEngine:
             self.scheduler.finish(seq, "length")
 
     def run_until_done(self) -> None:
-        while self.scheduler.has_unfinished():
-            self.step()
+        # An interrupt between a step's send and its results leaves rank 0 a step behind its workers: stop them all.
+        with self.workers.guard() if self.workers is not None else contextlib.nullcontext():
+            while self.scheduler.has_unfinished():
+                self.step()
 
     def describe(self) -> dict:
         graphs = self.runner.graphs
