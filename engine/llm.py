@@ -35,7 +35,7 @@ class LLM:
 
     @property
     def tokenizer(self):
-        return self.engine.source.tokenizer
+        return self.source.tokenizer
 
     @property
     def num_parameters(self) -> int:

@@ -89,6 +89,12 @@ class LLMEngine:
                              f"{self.runner.num_kv_blocks} of {self.config.block_size} tokens")
 
     def step(self) -> None:
+        # An interrupt anywhere in a step (its send, its forward, its sampling) leaves rank 0 out of step with its
+        # workers: stop them all.
+        with self.workers.guard() if self.workers is not None else contextlib.nullcontext():
+            self._step()
+
+    def _step(self) -> None:
         scheduled = self.scheduler.schedule()
         if not scheduled:
             raise RuntimeError("scheduler made no progress: no request fits the KV cache")
@@ -117,10 +123,8 @@ class LLMEngine:
             self.scheduler.finish(seq, "length")
 
     def run_until_done(self) -> None:
-        # An interrupt between a step's send and its results leaves rank 0 a step behind its workers: stop them all.
-        with self.workers.guard() if self.workers is not None else contextlib.nullcontext():
-            while self.scheduler.has_unfinished():
-                self.step()
+        while self.scheduler.has_unfinished():
+            self.step()
 
     def describe(self) -> dict:
         graphs = self.runner.graphs

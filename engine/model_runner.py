@@ -132,12 +132,9 @@ class ModelRunner:
             workers: WorkerPool | TorchrunPeers | None = None) -> list[SampledRows]:
         rows, requests, owners = self._logit_rows(scheduled)
         step = self._prepare(scheduled, rows)
-        if workers is None:
-            logits = self.forward(step)
-        else:
-            with workers.guard():
-                workers.send(step)
-                logits = self.forward(step)
+        if workers is not None:
+            workers.send(step)  # inside the engine's guard: a failure stops every rank
+        logits = self.forward(step)
         if logits is None:
             return []
         tokens, logprobs, raw = self.sampler(logits.cpu(), requests)

@@ -107,4 +107,3 @@ def _same_model(here: ModelRecord, recorded: ModelRecord, path: Path) -> None:
                         "model", "this machine loads")
     if found:
         raise ValueError(f"{path}: {found[0]}: cannot reproduce it here")
-
