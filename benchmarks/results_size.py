@@ -1,143 +1,79 @@
-"""What a suite's results file weighs: a few cases run for real, the whole file extrapolated from them.
+"""What a suite's results file weighs: a real results file of a smaller suite, grown to the bigger suite's run counts.
 
-    python benchmarks/results_size.py suites/qwen3-cpu-sized.yaml --needles 1 \
-        --fewer unique_completions.samples=8 --fewer batch_size.trials=1 --out benchmarks/results/results_size.json
+    python benchmarks/results_size.py results/random-tiny-qwen3-float32/<hardware>/qwen3-cpu-sized-<run>.json \
+        --to suites/qwen3.yaml --out benchmarks/results/results_size-qwen3.json
 
 A case's size follows from how many runs it holds and how many of them repeat an earlier run (stored by name):
-with ignore_eos every run holds max_tokens tokens, packed at 4 bytes per token id and per logprob. So the script
-runs, per check, its first invariant-family case (invariant or tp-invariant mode, whose runs repeat where the claim
-holds) and its last default-mode case at its lowest TP degree (the negative-control kernels, whose runs differ),
-with `--needles` needles and, for the costliest checks, `--fewer` runs; then it serializes, as `bi-bench run`
-does, the file the full suite would write: each case is its check's measured case of its mode family, its needle
-groups repeated to the suite's needle count and its runs repeated to the suite's run count, every copy of a run
-that differed from the runs before it made to differ again (one logprob bit flipped), so the copies are stored
-as the measured runs were. It also prints the size with every run stored in full (an upper bound) and with every
-value as JSON text (schema 2), and a rough run time: seconds per measured case times the cases it stands for,
-scaled by needles and runs (TP 2 and 4 run slower than the TP 1 cases measured for most checks).
+with ignore_eos every run holds max_tokens tokens, packed at 4 bytes per token id and per logprob. So every case of
+the real file is grown as `bi-bench run` would have written it under the bigger suite's counts: its needle groups
+repeated to that suite's needle count and its runs repeated cyclically to that suite's run count, every copy of a run
+that differed from the runs before it made to differ again (one logprob bit flipped), so the copies are stored as the
+measured runs were; the throughput runs are repeated to its repeats. The same serialization of the real file must
+give the real file's size, byte for byte, or the script refuses. It also prints the grown size with every run stored
+in full (an upper bound) and with every value as JSON text (schema 2).
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from bi_bench.harness.checks import CheckParams
-from bi_bench.harness.engines import EnginePool
-from bi_bench.harness.environment import environment
-from bi_bench.harness.matrix import CaseSpec, expand
-from bi_bench.harness.model_info import model_record
+from bi_bench.harness.matrix import expand
 from bi_bench.harness.observations import Group, Observation, group_digests
 from bi_bench.harness.packed import FLOAT32, INT32, float_bytes, int_bytes, unpack
-from bi_bench.harness.prompts import PromptSource
 from bi_bench.harness.repeats import expanded
-from bi_bench.harness.results import MAX_RESULTS_BYTES, CaseResult, ResultsFile, SuiteRecord, ThroughputRun
-from bi_bench.harness.runner import run_case
-from bi_bench.harness.suite import ModelSpec, Suite
+from bi_bench.harness.results import MAX_RESULTS_BYTES, CaseResult, ResultsFile, load_results
 from bi_bench.harness.suite_loader import LoadedSuite, load_suite
-from bi_bench.harness.summary import summarize
-from bi_bench.harness.throughput import from_runs, throughput_settings
 
 PACKED = {"token_ids": INT32, "prompt_token_ids": INT32, "logprobs": FLOAT32, "reference_raw_logprobs": FLOAT32}
-Kind = tuple[str, str]  # check, mode family ("invariant" or "default")
-# Candidates per needle of the checks whose runs --fewer may cut, as their run functions loop.
-CANDIDATES: dict[str, Callable[[Any], int]] = {"batch_size": lambda p: len(p.batch_sizes) * p.trials,
-                                               "unique_completions": lambda p: p.samples - 1}
+# Candidates per needle, as each check's run function loops; a check not named here must have the same parameters.
+CANDIDATES: dict[str, Callable[[Any], int]] = {
+    "batch_size": lambda p: len(p.batch_sizes) * p.trials,
+    "order": lambda p: p.trials,
+    "prefix_cache": lambda p: p.trials + 2,
+    "chunked_prefill": lambda p: 2 * len(p.budgets),
+    "repeat": lambda p: p.runs - 1,
+    "unique_completions": lambda p: p.samples - 1,
+}
 
 
-def family(spec: CaseSpec) -> str:
-    return "default" if spec.mode == "default" else "invariant"
+def grow(results: ResultsFile, target: LoadedSuite) -> dict[str, Any]:
+    """The results file as the target suite's counts would have made it, dumped as `bi-bench run` dumps it."""
+    measured = load_suite(Path(results.suite.path), raw=results.suite.source.encode())
+    check_same_matrix(measured, target)
+    needles = target.suite.workload.needles // measured.suite.workload.needles
+    cases = [repeated(extended(case, full_runs(case.check, measured.checks[case.check],
+                                                target.checks[case.check])), needles)
+             for case in results.cases]
+    data = results.model_copy(update={"cases": cases}).model_dump(mode="python")
+    runs = data["throughput"]["runs"]
+    data["throughput"]["runs"] = [{**run, "repeat": repeat} for repeat in range(target.suite.throughput.repeats)
+                                  for run in runs if run["repeat"] == 0]
+    return data
 
 
-def representatives(specs: list[CaseSpec]) -> dict[Kind, CaseSpec]:
-    chosen: dict[Kind, CaseSpec] = {}
-    for spec in specs:
-        kind = (spec.check, family(spec))
-        lowest_tp = min(s.tp for s in specs if s.check == spec.check)
-        if kind[1] == "invariant":
-            chosen.setdefault(kind, spec)
-        elif spec.tp == lowest_tp:
-            chosen[kind] = spec
-    return chosen
+def check_same_matrix(measured: LoadedSuite, target: LoadedSuite) -> None:
+    """Case for case the same matrix (check, mode, TP degree), kernel variants aside: they are named per device."""
+    def shape(loaded: LoadedSuite) -> list[tuple[str, str, int]]:
+        return [(c.check, c.mode, c.tp) for model in loaded.suite.models for c in expand(loaded, model)]
+    if shape(measured) != shape(target):
+        raise SystemExit(f"{target.path}: another case matrix than the results file's suite")
+    if target.suite.workload.needles % measured.suite.workload.needles:
+        raise SystemExit(f"{target.path}: workload.needles is not a multiple of the measured suite's")
 
 
-def measure(suite_path: Path, needles: int, fewer: dict[str, dict[str, int]], cache: Path) -> dict[str, Any]:
-    loaded = load_suite(suite_path)
-    model = loaded.suite.models[0]
-    specs = expand(loaded, model)
-    measuring = reduced(loaded, needles, fewer)
-    pool = EnginePool(model, loaded.suite.device)
-    base = pool.get()
-    prompts = PromptSource(loaded.suite.workload, base)
-    chosen = representatives(specs)
-    done = cached(cache, measuring)
-    measured: dict[Kind, tuple[CaseResult, float]] = {}
-    for kind, spec in chosen.items():
-        if spec.id not in done:
-            start = time.perf_counter()
-            result, _ = run_case(dataclasses.replace(spec, params=measuring.checks[spec.check]), pool, measuring,
-                                 prompts)
-            done[spec.id] = result, time.perf_counter() - start
-            with open(cache, "a") as handle:
-                handle.write(json.dumps(dict(key=cache_key(measuring, spec.id), seconds=done[spec.id][1],
-                                             case=result.model_dump(mode="python"))) + "\n")
-        measured[kind] = done[spec.id]
-        print(f"{spec.id}: {measured[kind][1]:.1f} s, {measured[kind][0].verdict}", flush=True)
-    scale = {check: full_runs(check, loaded.checks[check], measuring.checks[check])
-             for check in loaded.checks}
-    needle_scale = loaded.suite.workload.needles // needles
-    full = {kind: repeated(extended(case, scale[kind[0]]), needle_scale) for kind, (case, _) in measured.items()}
-    cases = [as_spec(full[spec.check, family(spec)], spec) for spec in specs]
-    data = results_file(loaded, suite_path, model, base, cases).model_dump(mode="python")
-    seconds = sum(measured[s.check, family(s)][1] * needle_scale * scale[s.check][1] / scale[s.check][0]
-                  for s in specs)
-    return dict(
-        suite=str(suite_path), cases=len(specs), measured_with=dict(needles=needles, fewer=fewer),
-        bytes=serialized(data), bytes_every_run_stored=serialized(unnamed(data)),
-        bytes_as_json_text=serialized(as_json_text(unnamed(data))), limit_bytes=MAX_RESULTS_BYTES,
-        measured={f"{check} ({kind})": dict(case=chosen[check, kind].id,
-                                            cases=sum((s.check, family(s)) == (check, kind) for s in specs),
-                                            verdict=case.verdict, seconds=round(sec, 1),
-                                            runs_measured=sum(len(g.candidates) + 1 for g in case.observations),
-                                            bytes_full_case=serialized(full[check, kind].model_dump(mode="python")))
-                  for (check, kind), (case, sec) in measured.items()},
-        estimated_full_run_seconds=round(seconds))
-
-
-def cache_key(measuring: LoadedSuite, case_id: str) -> str:
-    return json.dumps([case_id, measuring.sha256, measuring.resolved()], sort_keys=True)
-
-
-def cached(cache: Path, measuring: LoadedSuite) -> dict[str, tuple[CaseResult, float]]:
-    """Cases measured by an earlier, interrupted run with the same suite and reductions, by case id."""
-    found = {}
-    for line in cache.read_text().splitlines() if cache.exists() else []:
-        entry = json.loads(line)
-        case = CaseResult.model_validate(entry["case"])
-        if entry["key"] == cache_key(measuring, case.id):
-            found[case.id] = case, entry["seconds"]
-    return found
-
-
-def reduced(loaded: LoadedSuite, needles: int, fewer: dict[str, dict[str, int]]) -> LoadedSuite:
-    """The suite as measured: `needles` needles, and the `fewer` parameters of the checks named there."""
-    unknown = set(fewer) - set(CANDIDATES)
-    if unknown:
-        raise SystemExit(f"--fewer: only {', '.join(CANDIDATES)} (not {', '.join(sorted(unknown))})")
-    workload = loaded.suite.workload.model_copy(update={"needles": needles})
-    checks = {name: params.model_copy(update=fewer.get(name, {})) for name, params in loaded.checks.items()}
-    return dataclasses.replace(loaded, suite=loaded.suite.model_copy(update={"workload": workload}), checks=checks)
-
-
-def full_runs(check: str, full: CheckParams, measured: CheckParams) -> tuple[int, int]:
-    """(candidates per needle as measured, in the full suite)."""
-    if check not in CANDIDATES:
-        return 1, 1
-    return CANDIDATES[check](measured), CANDIDATES[check](full)
+def full_runs(check: str, measured: CheckParams, full: CheckParams) -> tuple[int, int]:
+    """(candidates per needle as measured, in the target suite)."""
+    if check in CANDIDATES:
+        return CANDIDATES[check](measured), CANDIDATES[check](full)
+    if measured != full:
+        raise SystemExit(f"checks.{check}: its parameters differ ({measured} vs {full}) and its run count is unknown")
+    return 1, 1
 
 
 def extended(case: CaseResult, runs: tuple[int, int]) -> CaseResult:
@@ -181,30 +117,6 @@ def repeated(case: CaseResult, times: int) -> CaseResult:
     return case.model_copy(update=dict(observations=case.observations * times, digests=case.digests * times))
 
 
-def as_spec(case: CaseResult, spec: CaseSpec) -> CaseResult:
-    return case.model_copy(update=dict(index=spec.index, id=spec.id, mode=spec.mode, tp=spec.tp,
-                                       kernel_overrides=dict(spec.kernels), control=spec.control))
-
-
-def results_file(loaded: LoadedSuite, suite_path: Path, model: ModelSpec, base, cases: list[CaseResult]
-                 ) -> ResultsFile:
-    return ResultsFile(
-        run_id=f"{loaded.suite.name}-extrapolated", command=["bi-bench", "run", str(suite_path)],
-        started_at="", finished_at="",
-        suite=SuiteRecord(name=loaded.suite.name, path=str(suite_path), sha256=loaded.sha256, source=loaded.text,
-                          config=loaded.resolved(), shard=None, quick=False),
-        model=model_record(base), environment=environment(loaded.suite.device), cases=cases,
-        throughput=throughput(loaded.suite, model), summary=summarize(cases, True, complete=True))
-
-
-def throughput(suite: Suite, model: ModelSpec) -> Any:
-    """One timed run per setting and repeat, as the run records them (the seconds are made up; the shape is not)."""
-    runs = [ThroughputRun(mode=s.mode, tp=s.tp, kernel_overrides=dict(s.kernels), repeat=repeat,
-                          tokens=suite.throughput.prompts * suite.throughput.max_tokens, seconds=1.2345678901234567)
-            for repeat in range(suite.throughput.repeats) for s in throughput_settings(suite, model)]
-    return from_runs(suite.throughput.prompts, suite.throughput.max_tokens, runs)
-
-
 def unnamed(data: Any) -> Any:
     """The dumped file with every run or array that repeats an earlier one stored in full again."""
     if isinstance(data, dict) and "prompt_token_ids" in data:  # a group of runs
@@ -230,29 +142,37 @@ def serialized(data: Any) -> int:
     return len(json.dumps(data, indent=1)) + 1
 
 
+def run_seconds(results: ResultsFile) -> float:
+    return (datetime.fromisoformat(results.finished_at) - datetime.fromisoformat(results.started_at)).total_seconds()
+
+
+def report(path: Path, target_path: Path) -> dict[str, Any]:
+    results = load_results(path)
+    real_bytes = path.stat().st_size
+    if serialized(results.model_dump(mode="python")) != real_bytes:
+        raise SystemExit(f"{path}: its re-serialization is not its {real_bytes} bytes; the size model does not hold")
+    grown_data = grow(results, load_suite(target_path))
+    return dict(
+        results=str(path), hardware=results.environment.hardware, cases=len(results.cases),
+        measured=dict(suite=results.suite.path, bytes=real_bytes, run_seconds=round(run_seconds(results)),
+                      bytes_every_run_stored=serialized(unnamed(results.model_dump(mode="python")))),
+        grown_to=str(target_path), bytes=serialized(grown_data), bytes_every_run_stored=serialized(unnamed(grown_data)),
+        bytes_as_json_text=serialized(as_json_text(unnamed(grown_data))), limit_bytes=MAX_RESULTS_BYTES)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("suite", type=Path)
-    parser.add_argument("--needles", type=int, default=1, help="needles per measured case (the suite's, or fewer)")
-    parser.add_argument("--fewer", action="append", default=[], metavar="CHECK.PARAM=N",
-                        help=f"measure with fewer runs: a run-count parameter of {' or '.join(CANDIDATES)}")
+    parser.add_argument("results", type=Path, help="a results file that `bi-bench run` wrote")
+    parser.add_argument("--to", type=Path, default=Path("suites/qwen3.yaml"), help="the suite whose counts to grow to")
     parser.add_argument("--out", type=Path, default=None, help="write the report as JSON here")
-    parser.add_argument("--cache", type=Path, default=Path("results_size.cases.jsonl"),
-                        help="each measured case is appended here, and a rerun takes it from here")
     args = parser.parse_args()
-    start = time.perf_counter()
-    fewer: dict[str, dict[str, int]] = {}
-    for item in args.fewer:
-        key, value = item.split("=")
-        check, param = key.split(".")
-        fewer.setdefault(check, {})[param] = int(value)
-    report = measure(args.suite, args.needles, fewer, args.cache)
-    report["measured_seconds"] = round(time.perf_counter() - start)
-    text = json.dumps(report, indent=1)
+    found = report(args.results, args.to)
+    text = json.dumps(found, indent=1)
     print(text)
-    print(f"{args.suite}: {report['cases']} cases, {report['bytes'] / 1e6:.2f} MB "
-          f"({report['bytes_every_run_stored'] / 1e6:.2f} MB with every run stored, "
-          f"{report['bytes_as_json_text'] / 1e6:.2f} MB as JSON text); limit {MAX_RESULTS_BYTES / 1e6:.0f} MB")
+    print(f"{args.results}: {found['measured']['bytes'] / 1e6:.2f} MB as run ({found['cases']} cases, "
+          f"{found['measured']['run_seconds'] / 60:.0f} min); grown to {args.to}'s counts: {found['bytes'] / 1e6:.2f} MB "
+          f"({found['bytes_every_run_stored'] / 1e6:.2f} MB with every run stored, "
+          f"{found['bytes_as_json_text'] / 1e6:.2f} MB as JSON text); limit {MAX_RESULTS_BYTES / 1e6:.0f} MB")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")

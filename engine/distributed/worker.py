@@ -14,7 +14,7 @@ from bi_bench.engine.distributed.weight_update import RankMessage
 POLL_SECONDS = 1.0
 
 
-def worker_main(rank: int, config: EngineConfig, port: int, conn: Connection) -> None:
+def worker_main(rank: int, config: EngineConfig, port: int, conn: Connection, threads: int | None) -> None:
     # Ctrl-C reaches every process of the terminal; rank 0 alone decides, and stops the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from bi_bench.engine.distributed.parallel_state import connect
@@ -23,6 +23,8 @@ def worker_main(rank: int, config: EngineConfig, port: int, conn: Connection) ->
 
     if config.device == "cuda":
         torch.cuda.set_device(rank)
+    if threads is not None:
+        torch.set_num_threads(threads)
     parent = os.getppid()
     conn.send("imported")
     group = connect(rank, config.tensor_parallel_size, port, config.device)
