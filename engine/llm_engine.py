@@ -91,7 +91,7 @@ class LLMEngine:
     def step(self) -> None:
         # An interrupt anywhere in a step (its send, its forward, its sampling) leaves rank 0 out of step with its
         # workers: stop them all.
-        with self.workers.guard() if self.workers is not None else contextlib.nullcontext():
+        with self.workers.stepping() if self.workers is not None else contextlib.nullcontext():
             self._step()
 
     def _step(self) -> None:

@@ -100,6 +100,10 @@ class TorchrunPeers:
         """Nothing to stop here: when a rank fails, torchrun stops every rank of the job."""
         yield
 
+    def stepping(self) -> Iterator[None]:
+        """guard(): torchrun gives each rank its own thread count (OMP_NUM_THREADS)."""
+        return self.guard()
+
     def close(self) -> None:
         self._finalizer()
 

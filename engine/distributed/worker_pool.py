@@ -16,6 +16,7 @@ from bi_bench.engine.config import EngineConfig
 from bi_bench.engine.distributed.parallel_state import SETUP_TIMEOUT, connect_store
 from bi_bench.engine.distributed.worker import worker_main
 from bi_bench.engine.distributed.weight_update import RankMessage
+from bi_bench.engine.threads import torch_threads
 
 STOP_GRACE_SECONDS = 3.0
 
@@ -29,12 +30,13 @@ class WorkerPool:
         size = config.tensor_parallel_size
         store = dist.TCPStore("127.0.0.1", 0, size, is_master=True, timeout=SETUP_TIMEOUT, wait_for_workers=False)
         context = mp.get_context("spawn")
-        self.threads = threads_per_rank(config)
+        self.config = config
+        threads = threads_per_rank(config)
         self.conns: list[Connection] = []
         self.processes: list[mp.Process] = []
         for rank in range(1, size):
             parent_end, child_end = context.Pipe()
-            process = context.Process(target=worker_main, args=(rank, config, store.port, child_end, self.threads),
+            process = context.Process(target=worker_main, args=(rank, config, store.port, child_end, threads),
                                       name=f"bi-bench-tp-rank{rank}", daemon=True)
             process.start()
             child_end.close()
@@ -57,17 +59,22 @@ class WorkerPool:
 
     @contextlib.contextmanager
     def guard(self) -> Iterator[None]:
-        """Any failure inside stops every worker; one caused by a dead worker is reported as that. Rank 0 runs on
-        its share of the threads meanwhile."""
+        """Any failure inside stops every worker; one caused by a dead worker is reported as that."""
         try:
-            with _torch_threads(self.threads):
-                yield
+            yield
         except BaseException as exc:
             dead = self._dead()
             self._terminate()
             if dead and isinstance(exc, Exception) and not isinstance(exc, WorkerError):
                 raise WorkerError(f"tensor-parallel {dead}; all ranks were stopped") from exc
             raise
+
+    @contextlib.contextmanager
+    def stepping(self) -> Iterator[None]:
+        """guard(), with rank 0 on its share of the caller's current threads (a `threads` check still moves it)."""
+        share = threads_per_rank(self.config)
+        with self.guard(), torch_threads(share) if share is not None else contextlib.nullcontext():
+            yield
 
     def close(self) -> None:
         self._finalizer()
@@ -101,22 +108,12 @@ class WorkerPool:
 
 
 def threads_per_rank(config: EngineConfig) -> int | None:
-    """On a CPU the ranks share this process's cores: each gets its share of torch's threads, or the ranks' OpenMP
-    threads outnumber the cores and spin against each other (TP 4 on 2 cores ran 2.4x slower). None: leave as is."""
+    """On a CPU the spawned ranks share this process's cores: each gets its share of torch's current threads, or
+    their OpenMP threads outnumber the cores and spin against each other (measured on 2 cores: a TP 4 case took
+    53.5 s with every rank at torch's default count, 28.2 s with shares). None: leave the count as it is."""
     if config.device != "cpu":
         return None
     return max(1, torch.get_num_threads() // config.tensor_parallel_size)
-
-
-@contextlib.contextmanager
-def _torch_threads(count: int | None) -> Iterator[None]:
-    previous = torch.get_num_threads()
-    if count is not None:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _stop(processes: list[mp.Process], conns: list[Connection]) -> None:

@@ -1,12 +1,11 @@
 """threads: one batch at several torch thread counts (torch.set_num_threads), which split the CPU work differently."""
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Annotated, Iterator
+from typing import Annotated
 
-import torch
 from pydantic import Field
 
+from bi_bench.engine.threads import torch_threads
 from bi_bench.harness.checks.context import CaseContext
 from bi_bench.harness.checks.registry import CheckParams, register
 from bi_bench.harness.observations import Candidate, Group, Observation
@@ -41,13 +40,3 @@ def run(ctx: CaseContext, params: Params) -> Group:
                   for count in others]
     return Group(prompt_token_ids=needle, reference=reference, candidates=candidates)
 
-
-@contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    """torch's intra-op thread count is `count` inside; the previous count comes back afterwards, even on error."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bi_bench.engine import LLM, SamplingParams
-from bi_bench.harness.checks.threads import torch_threads
+from bi_bench.engine.threads import torch_threads
 from bi_bench.harness.metrics import same_bits
 
 PARAMS = SamplingParams(temperature=0.7, top_p=0.95, max_tokens=8, seed=1234, ignore_eos=True)

@@ -10,11 +10,13 @@ import threading
 import time
 
 import pytest
+import torch
 
 from bi_bench.engine import LLM, SamplingParams
 from bi_bench.engine.config import EngineConfig
 from bi_bench.engine.llm_engine import check_tensor_parallel
 from bi_bench.engine.loader import resolve
+from bi_bench.engine.threads import torch_threads
 from needle import PARAMS, needle_in_batch, observe, random_prompt, run_battery
 from test_invariance import TINY, assert_all_equal
 from torchrun_generate import perturbed
@@ -108,3 +110,20 @@ def test_dead_worker_stops_every_rank_quickly() -> None:
     assert not any(process.is_alive() for process in workers)
     with pytest.raises(RuntimeError, match="shut down"):
         llm.generate([PROMPTS[0]], GREEDY)
+
+
+def test_ranks_step_on_their_share_of_the_threads() -> None:
+    """On a CPU rank 0 steps on its share of the caller's current threads (more would oversubscribe the cores, and
+    a `threads` check still moves it); the caller's count is back after each step."""
+    llm = LLM(MODEL, dtype="float32", tensor_parallel_size=2)
+    seen = []
+    run = llm.engine.runner.run
+    llm.engine.runner.run = lambda *args: (seen.append(torch.get_num_threads()), run(*args))[1]
+    try:
+        for count in (4, 2):
+            with torch_threads(count):
+                llm.generate(PROMPTS, GREEDY)
+                assert torch.get_num_threads() == count
+    finally:
+        llm.close()
+    assert seen == [2] * GREEDY.max_tokens + [1] * GREEDY.max_tokens

@@ -12,7 +12,7 @@ import torch
 
 from bi_bench.engine import LLM
 from bi_bench.harness import environment as env_module
-from bi_bench.harness.checks.threads import torch_threads
+from bi_bench.engine.threads import torch_threads
 from bi_bench.harness.environment import environment, git_state, torch_cpu_config
 from bi_bench.harness.model_info import model_record
 from bi_bench.kernels.cpu.isa import cpu_flags, isa_class, isa_features
