@@ -23,9 +23,10 @@ from typing import Any, Callable
 import numpy as np
 
 from bi_bench.harness.checks import CheckParams
-from bi_bench.harness.matrix import expand
+from bi_bench.harness.matrix import CaseSpec, expand
 from bi_bench.harness.observations import Group, Observation, group_digests
 from bi_bench.harness.packed import FLOAT32, INT32, float_bytes, int_bytes, unpack
+from bi_bench.harness.recorded import recorded_suite
 from bi_bench.harness.repeats import expanded
 from bi_bench.harness.results import MAX_RESULTS_BYTES, CaseResult, ResultsFile, load_results
 from bi_bench.harness.suite_loader import LoadedSuite, load_suite
@@ -44,8 +45,9 @@ CANDIDATES: dict[str, Callable[[Any], int]] = {
 
 def grow(results: ResultsFile, target: LoadedSuite) -> dict[str, Any]:
     """The results file as the target suite's counts would have made it, dumped as `bi-bench run` dumps it."""
-    measured = load_suite(Path(results.suite.path), raw=results.suite.source.encode())
-    check_same_matrix(measured, target)
+    recorded = recorded_suite(results)
+    measured = recorded.loaded
+    check_same_matrix(recorded.cases, measured, target)
     needles = target.suite.workload.needles // measured.suite.workload.needles
     cases = [repeated(extended(case, full_runs(case.check, measured.checks[case.check],
                                                 target.checks[case.check])), needles)
@@ -57,11 +59,11 @@ def grow(results: ResultsFile, target: LoadedSuite) -> dict[str, Any]:
     return data
 
 
-def check_same_matrix(measured: LoadedSuite, target: LoadedSuite) -> None:
+def check_same_matrix(cases: list[CaseSpec], measured: LoadedSuite, target: LoadedSuite) -> None:
     """Case for case the same matrix (check, mode, TP degree), kernel variants aside: they are named per device."""
-    def shape(loaded: LoadedSuite) -> list[tuple[str, str, int]]:
-        return [(c.check, c.mode, c.tp) for model in loaded.suite.models for c in expand(loaded, model)]
-    if shape(measured) != shape(target):
+    def shape(specs: list[CaseSpec]) -> list[tuple[str, str, int]]:
+        return [(c.check, c.mode, c.tp) for c in specs]
+    if shape(cases) != shape([c for model in target.suite.models for c in expand(target, model)]):
         raise SystemExit(f"{target.path}: another case matrix than the results file's suite")
     if target.suite.workload.needles % measured.suite.workload.needles:
         raise SystemExit(f"{target.path}: workload.needles is not a multiple of the measured suite's")
@@ -149,13 +151,14 @@ def run_seconds(results: ResultsFile) -> float:
 def report(path: Path, target_path: Path) -> dict[str, Any]:
     results = load_results(path)
     real_bytes = path.stat().st_size
-    if serialized(results.model_dump(mode="python")) != real_bytes:
+    dumped = results.model_dump(mode="python")
+    if serialized(dumped) != real_bytes:
         raise SystemExit(f"{path}: its re-serialization is not its {real_bytes} bytes; the size model does not hold")
     grown_data = grow(results, load_suite(target_path))
     return dict(
         results=str(path), hardware=results.environment.hardware, cases=len(results.cases),
         measured=dict(suite=results.suite.path, bytes=real_bytes, run_seconds=round(run_seconds(results)),
-                      bytes_every_run_stored=serialized(unnamed(results.model_dump(mode="python")))),
+                      bytes_every_run_stored=serialized(unnamed(dumped))),
         grown_to=str(target_path), bytes=serialized(grown_data), bytes_every_run_stored=serialized(unnamed(grown_data)),
         bytes_as_json_text=serialized(as_json_text(unnamed(grown_data))), limit_bytes=MAX_RESULTS_BYTES)
 
