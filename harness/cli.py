@@ -175,6 +175,8 @@ def reproduce(results_file: Path, pattern: str | None, sample: int | None) -> No
         click.echo(f"{results_file}: does not validate, so nothing to reproduce: {problems[0]}")
         sys.exit(CHECK_FAILED)
     planned = plan_reproduction(results_file, results, Selection(pattern, sample))
+    for line in planned.package_differences:
+        click.echo(f"{results_file}: {line} (reproducing all the same)")
     try:
         with ProgressReporter(Console(stderr=True)) as reporter:
             done = run_reproduction(planned, list(sys.argv), reporter)

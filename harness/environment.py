@@ -9,11 +9,11 @@ from pathlib import Path
 
 import torch
 
+from bi_bench.harness import lock
 from bi_bench.harness.results import Environment, slug
 from bi_bench.kernels.cpu.extension import extension
 from bi_bench.kernels.cpu.isa import cpu_flags, isa_class, isa_features
 
-REPO = Path(__file__).resolve().parent.parent
 TORCH_CPU_CONFIG = re.compile(r"BLAS|MKL|Math Kernel Library|oneDNN|DNNL|OpenMP|CPU capability", re.IGNORECASE)
 BUILD_SETTINGS = "Build settings:"
 SETTING_START = re.compile(r",\s*(?=[A-Z0-9_]+=)")  # a comma before KEY=: flag values hold commas too
@@ -45,6 +45,9 @@ def environment(device: str) -> Environment:
         bi_bench=_version("bi-bench") or "missing",
         git_commit=commit,
         git_dirty=dirty,
+        packages=lock.versions(),
+        lock_sha256=lock.digest(),
+        lock_differences=lock.lock_differences(),
     )
 
 
@@ -78,7 +81,7 @@ def nvidia_driver() -> str | None:
     return versions[0] if versions else None
 
 
-def git_state(repo: Path = REPO) -> tuple[str | None, bool | None]:
+def git_state(repo: Path = lock.REPO) -> tuple[str | None, bool | None]:
     """The checked-out commit and whether the tree differs from it: changed, staged or untracked files that git
     does not ignore. (None, None) outside a git checkout."""
     commit = _output("git", "-C", str(repo), "rev-parse", "HEAD")

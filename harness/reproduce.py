@@ -21,7 +21,7 @@ from bi_bench.harness.observations import sha256
 from bi_bench.harness.prompts import PromptSource
 from bi_bench.harness.recorded import RecordedSuite, recorded_suite
 from bi_bench.harness.reproduction import ReproducedCase, ReproductionFile, outcome, reproducible
-from bi_bench.harness.results import CaseResult, ModelRecord, ResultsFile
+from bi_bench.harness.results import CaseResult, Environment, ModelRecord, ResultsFile
 from bi_bench.harness.runner import Reporter, now, run_case
 
 MODEL_FIELDS = ("dtype", "weights_sha256", "architecture", "params_count", "synthetic_weights", "lm_head_fp32")
@@ -60,6 +60,13 @@ class Plan:
     cases: list[CaseResult]
     pool: EnginePool
     prompts: PromptSource
+    environment: Environment  # here
+
+    @property
+    def package_differences(self) -> list[str]:
+        """One line per package that can change bits and has another version here than in the file."""
+        return differences(self.results.environment.package_versions, self.environment.package_versions,
+                           "environment.packages", "here")
 
 
 def plan(path: Path, results: ResultsFile, selection: Selection) -> Plan:
@@ -72,7 +79,8 @@ def plan(path: Path, results: ResultsFile, selection: Selection) -> Plan:
     pool = EnginePool(recorded.model, device)
     base = pool.get()
     _same_model(model_record(base), results.model, path)
-    return Plan(path, results, selection, recorded, cases, pool, PromptSource(recorded.loaded.suite.workload, base))
+    return Plan(path, results, selection, recorded, cases, pool, PromptSource(recorded.loaded.suite.workload, base),
+                environment(device))
 
 
 def reproduce(planned: Plan, command: list[str], reporter: Reporter) -> ReproductionFile:
@@ -91,7 +99,7 @@ def reproduce(planned: Plan, command: list[str], reporter: Reporter) -> Reproduc
     return ReproductionFile(run_id=results.run_id, results_file=planned.path.name,
                             results_sha256=sha256(planned.path.read_bytes()), command=command,
                             selection=str(planned.selection), started_at=started, finished_at=now(),
-                            environment=environment(loaded.suite.device), cases=reproduced,
+                            environment=planned.environment, cases=reproduced,
                             reproduced=all(c.outcome == "reproduced" for c in reproduced))
 
 

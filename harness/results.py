@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, ValidationError
+from pydantic import BeforeValidator, Field, SerializerFunctionWrapHandler, ValidationError, model_serializer
 
 from bi_bench.harness.metrics import Metrics, Verdict
 from bi_bench.harness.observations import Group, GroupDigests, Record
@@ -89,6 +89,23 @@ class Environment(Record):
     bi_bench: str
     git_commit: str | None
     git_dirty: bool | None
+    # Since 2026-12-04 (absent from older files, and then left out when written back, so their bytes hold):
+    packages: dict[str, str | None] | None = None  # versions of the packages that can change bits (harness.lock)
+    lock_sha256: str | None = None  # of requirements.lock, in a checkout; None installed from a wheel
+    lock_differences: list[str] | None = None  # where the installed packages are not the lock's; [] when they are
+
+    @model_serializer(mode="wrap")
+    def _without_absent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        return {key: value for key, value in data.items() if value is not None or key not in SINCE_LOCK}
+
+    @property
+    def package_versions(self) -> dict[str, str | None]:
+        """`packages`, or for an older file the versions it did record."""
+        return self.packages or {"torch": self.torch, "transformers": self.transformers, "triton": self.triton}
+
+
+SINCE_LOCK = ("packages", "lock_sha256", "lock_differences")
 
 
 SettingKey = tuple[str, int, tuple[tuple[str, str], ...]]  # mode, TP degree, sorted kernel overrides

@@ -119,3 +119,20 @@ def test_a_reproduction_of_a_since_changed_file_is_rejected(copy_results: Callab
     path.write_text(json.dumps(data))
     result = invoke("validate", reproduction_of(path))
     assert result.exit_code == 1 and "is no longer the file that was reproduced" in result.output
+
+
+def test_another_environment_is_named_package_by_package_and_still_reproduces(
+        copy_results: Callable[[], Path]) -> None:
+    path = copy_results()
+    data = load(path)
+    here = data["environment"]["packages"]
+    data["environment"]["packages"] = {**here, "transformers": "0.0.1", "numpy": "9.9"}
+    path.write_text(json.dumps(data))
+    result = invoke("reproduce", path, "--sample", "1")
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if "environment.packages" in line]
+    assert lines == [f"{path}: environment.packages.transformers: recorded '0.0.1', here {here['transformers']!r} "
+                     f"(reproducing all the same)",
+                     f"{path}: environment.packages.numpy: recorded '9.9', here {here['numpy']!r} "
+                     f"(reproducing all the same)"]
+    assert "all 1 cases reproduced on" in result.output

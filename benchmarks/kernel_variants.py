@@ -1,7 +1,7 @@
 """Per-kernel microbenchmarks: every matmul variant by M bucket, every attention variant by context length
 (decode: 16 sequences x 1 query; prefill: 1 sequence, every position a query).
 
-    python benchmarks/kernels.py --dtype float32 --out benchmarks/results/kernels.json
+    python benchmarks/kernel_variants.py --dtype float32 --out benchmarks/results/kernels.json
 
 Times are medians of repeated calls in this one process; the ratio to the `torch` variant is the result.
 """
