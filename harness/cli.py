@@ -13,7 +13,7 @@ from rich.table import Table
 from bi_bench.engine import LLM, SamplingParams
 from bi_bench.harness.compare import render as render_changes
 from bi_bench.harness.errors import fail, one_line_errors
-from bi_bench.harness.listing import checks_table, kernels_table, models_table
+from bi_bench.harness.listing import backends_table, checks_table, kernels_table, models_table
 from bi_bench.harness.matrix import expand
 from bi_bench.harness.matrix import shard as shard_cases
 from bi_bench.harness.merge import merge as merge_shards
@@ -87,7 +87,7 @@ def _print_outputs(llm: LLM, prompts: list[str], params: SamplingParams) -> None
 @one_line_errors
 def demo(out: Path, quick: bool) -> None:
     """The embedded demo: suites/smollm2-cpu.yaml (smollm2-135m on this CPU, invariant vs default mode)."""
-    _run(DEMO_SUITE, RunOptions(out=out, command=list(sys.argv)), device=None, quick=quick)
+    _run(load_suite(DEMO_SUITE, None, quick), RunOptions(out=out, command=list(sys.argv)))
 
 
 @main.command()
@@ -99,19 +99,21 @@ def demo(out: Path, quick: bool) -> None:
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="override the suite's device")
 @click.option("--quick", is_flag=True, help="one needle, one trial per setting, 4 tokens, one throughput repeat")
 @click.option("--dry-run", is_flag=True, help="list the cases and exit")
+@click.option("--base-url", default=None, metavar="URL", help="point the suite's openai models at the server at URL")
 @one_line_errors
 def run(suite: Path, out: Path, resume: bool, shard: str | None, device: str | None, quick: bool,
-        dry_run: bool) -> None:
+        dry_run: bool, base_url: str | None) -> None:
     """Run SUITE: exit 0 when every invariance claim held and every control diverged, 1 when a check failed."""
     options = RunOptions(out=out, command=list(sys.argv), shard=parse_shard(shard), resume=resume)
+    loaded = load_suite(suite, device, quick)
+    loaded = loaded.with_base_url(base_url) if base_url else loaded
     if dry_run:
-        _list_cases(load_suite(suite, device, quick), options)
+        _list_cases(loaded, options)
     else:
-        _run(suite, options, device, quick)
+        _run(loaded, options)
 
 
-def _run(suite_path: Path, options: RunOptions, device: str | None, quick: bool) -> None:
-    loaded = load_suite(suite_path, device, quick)
+def _run(loaded: LoadedSuite, options: RunOptions) -> None:
     console = wide_console()
     try:
         with ProgressReporter(Console(stderr=True)) as reporter:
@@ -205,11 +207,11 @@ def _exit_with_outcome(results_file: Path, done: ReproductionFile) -> None:
 
 
 @main.command("ls")
-@click.argument("what", type=click.Choice(["models", "kernels", "checks"]))
+@click.argument("what", type=click.Choice(["models", "kernels", "checks", "backends"]))
 @one_line_errors
 def list_command(what: str) -> None:
-    """List the models, kernel variants or checks."""
-    tables = {"models": models_table, "kernels": kernels_table, "checks": checks_table}
+    """List the models, kernel variants, checks or backends (engines under test) and their capabilities."""
+    tables = {"models": models_table, "kernels": kernels_table, "checks": checks_table, "backends": backends_table}
     wide_console().print(tables[what]())
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from rich.console import Console
 from rich.table import Table
 
+from bi_bench.harness.report import rate, times
 from bi_bench.harness.results import CaseResult, ResultsFile
 
 FIELDS = ("suite.name", "suite.sha256", "suite.shard", "suite.quick", "model.id", "model.dtype", "model.revision",
@@ -75,6 +76,6 @@ def render(console: Console, a: ResultsFile, b: ResultsFile) -> None:
         if ids:
             console.print(f"{label}: {', '.join(ids)}")
     ta, tb = a.throughput, b.throughput
-    console.print(f"throughput (tok/s) default {ta.default.tokens_per_s:.1f} -> {tb.default.tokens_per_s:.1f}, "
-                  f"invariant {ta.invariant.tokens_per_s:.1f} -> {tb.invariant.tokens_per_s:.1f}, "
-                  f"overhead {ta.overhead:.2f}x -> {tb.overhead:.2f}x")
+    console.print(f"throughput (tok/s) default {rate(ta.default)} -> {rate(tb.default)}, "
+                  f"invariant {rate(ta.invariant)} -> {rate(tb.invariant)}, "
+                  f"overhead {times(ta.overhead)} -> {times(tb.overhead)}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from bi_bench.engine.loader import ALIASES, resolve, random_architectures
+from bi_bench.harness.backends import BACKENDS, CAPABILITIES
 from bi_bench.harness.checks import CHECKS
 from bi_bench.kernels import variants
 
@@ -40,6 +41,17 @@ def checks_table() -> Table:
         defaults = spec.params().model_dump(exclude={"control"})
         table.add_row(spec.name, _yes(spec.control), ", ".join(f"{k}={v}" for k, v in defaults.items()) or "-",
                       spec.description)
+    return table
+
+
+def backends_table() -> Table:
+    table = Table(title="backends: engines under test (suite: models: [{backend: {name: ...}}])")
+    for column in ("backend", "modes", "logprobs", *CAPABILITIES, "varies", "description"):
+        table.add_column(column, no_wrap=column == "backend")
+    for backend in BACKENDS.values():
+        caps = backend.capabilities
+        table.add_row(backend.name, ",".join(caps.modes), caps.logprobs, *(_yes(c in caps.can) for c in CAPABILITIES),
+                      ",".join(sorted(caps.settings)) or "-", backend.description)
     return table
 
 

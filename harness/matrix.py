@@ -23,6 +23,10 @@ class Setting:
     def engine_args(self) -> dict[str, Any]:
         return dict(mode=self.mode, tensor_parallel_size=self.tp, kernels=dict(self.kernels))
 
+    @property
+    def label(self) -> str:
+        return "/".join([self.mode, f"tp{self.tp}", *(f"{op}={name}" for op, name in self.kernels)])
+
 
 @dataclass(frozen=True)
 class CaseSpec:

@@ -8,7 +8,9 @@ from typing import Literal
 
 from bi_bench.harness.observations import Group, Observation, Record
 
-Verdict = Literal["pass", "fail", "diverged", "equal", "skipped"]
+Verdict = Literal["pass", "fail", "diverged", "equal", "skipped", "not_applicable", "engine_error"]
+# Verdicts of cases that recorded no observations: skipped here, a capability the backend lacks, the engine failed.
+NOT_RUN = ("skipped", "not_applicable", "engine_error")
 CLAIMING_MODES = ("invariant", "tp-invariant")
 
 

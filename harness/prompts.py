@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 
-from bi_bench.engine import LLM
+from bi_bench.engine.loader import ModelSource
 from bi_bench.harness.suite import Workload
 
 ENGLISH = (
@@ -30,15 +30,15 @@ ENGLISH = (
 
 
 class PromptSource:
-    def __init__(self, workload: Workload, llm: LLM) -> None:
+    def __init__(self, workload: Workload, source: ModelSource) -> None:
         self.workload = workload
-        self.vocab_size = llm.source.config.vocab_size
-        tokenizer = llm.tokenizer
+        self.vocab_size = source.config.vocab_size
+        tokenizer = source.tokenizer
         self.special_ids = set(tokenizer.all_special_ids) if tokenizer is not None else set()
         if workload.prompt_set == "english":
             if tokenizer is None:
                 raise ValueError(f"workload.prompt_set 'english' needs a tokenizer; model "
-                                 f"{llm.config.model!r} has none (use 'random-tokens')")
+                                 f"{source.model_id!r} has none (use 'random-tokens')")
             self.english = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in ENGLISH]
 
     def draw(self, rng: random.Random, min_len: int | None = None) -> list[int]:

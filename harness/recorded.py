@@ -14,7 +14,7 @@ from bi_bench.harness.suite_loader import LoadedSuite, load_suite
 
 @dataclass(frozen=True)
 class RecordedSuite:
-    loaded: LoadedSuite  # as it ran: the recorded device and --quick applied
+    loaded: LoadedSuite  # as it ran: the recorded device, --quick and --base-url applied
     model: ModelSpec  # the suite's entry for the file's model
     cases: list[CaseSpec]  # the file's share of the matrix: all of it, or its shards' cases
 
@@ -32,6 +32,9 @@ def recorded_suite(results: ResultsFile) -> RecordedSuite:
         loaded = load_suite(Path(suite.path), device, suite.quick, raw=raw)
     except ValueError as exc:
         raise ValueError(f"suite.source: {exc}") from None
+    backend = results.backend
+    if backend is not None and backend.name == "openai" and backend.base_url:  # as --base-url pointed it
+        loaded = loaded.with_base_url(backend.base_url)
     model = next((m for m in loaded.suite.models if (m.id, m.dtype) == (results.model.id, results.model.dtype)), None)
     if model is None:
         raise ValueError(f"model: {results.model.id!r} in {results.model.dtype} is not a model of suite.source")

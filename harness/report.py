@@ -11,9 +11,11 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
 from rich.table import Table
 
 from bi_bench.harness.matrix import CaseSpec
-from bi_bench.harness.results import CaseResult, ResultsFile, overrides_text
+from bi_bench.harness.results import CaseResult, ModeThroughput, ResultsFile, overrides_text
 
-VERDICT_STYLE = {"pass": "green", "fail": "bold red", "diverged": "yellow", "equal": "cyan", "skipped": "dim"}
+VERDICT_STYLE = {"pass": "green", "fail": "bold red", "diverged": "yellow", "equal": "cyan", "skipped": "dim",
+                 "not_applicable": "dim", "engine_error": "bold red"}
+QUIET = ("skipped", "not_applicable")  # listed by reason under the table, not in it
 
 
 class ProgressReporter:
@@ -58,7 +60,7 @@ def summary_table(path: Path, results: ResultsFile) -> Table:
     for column in ("check", "mode", "TP", "kernels", "verdict", "max |Δ logprob|", "first divergence"):
         table.add_column(column, no_wrap=column in ("check", "verdict"))
     for case in results.cases:
-        if case.verdict == "skipped":
+        if case.verdict in QUIET:
             continue
         verdict = case.verdict + (" (control)" if case.mode == "default" and case.control else "")
         table.add_row(case.check, case.mode, str(case.tp), kernels_text(case.kernel_overrides),
@@ -73,8 +75,18 @@ def throughput_table(results: ResultsFile) -> Table:
         table.add_column(column)
     for s in t.settings:
         table.add_row(s.mode, str(s.tp), kernels_text(s.kernel_overrides), f"{s.tokens_per_s:.1f}",
-                      f"{s.overhead:.2f}x")
+                      times(s.overhead))
+    for label, reason in (t.not_run or {}).items():
+        table.add_row(*label.split("/", 2)[:2], "", "-", reason)
     return table
+
+
+def rate(figure: ModeThroughput | None) -> str:
+    return "-" if figure is None else f"{figure.tokens_per_s:.1f}"
+
+
+def times(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.2f}x"
 
 
 def kernels_text(overrides: dict[str, str]) -> str:
@@ -94,11 +106,11 @@ def _divergence(case: CaseResult) -> str:
     return f"token {case.metrics.first_divergence} ({case.metrics.first_divergence_at})"
 
 
-def _skipped_by_reason(cases: list[CaseResult]) -> dict[str, list[str]]:
-    grouped: dict[str, list[str]] = {}
+def _quiet_by_reason(cases: list[CaseResult]) -> dict[tuple[str, str], list[str]]:
+    grouped: dict[tuple[str, str], list[str]] = {}
     for case in cases:
-        if case.verdict == "skipped":
-            grouped.setdefault(case.reason or "no reason given", []).append(case.id)
+        if case.verdict in QUIET:
+            grouped.setdefault((case.verdict, case.reason or "no reason given"), []).append(case.id)
     return grouped
 
 
@@ -110,16 +122,16 @@ def wide_console(stderr: bool = False) -> Console:
 
 def print_summary(console: Console, path: Path, results: ResultsFile) -> None:
     console.print(summary_table(path, results))
-    for reason, ids in _skipped_by_reason(results.cases).items():
-        console.print(f"[dim]skipped {len(ids)}: {reason} ({', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''})[/]")
+    for (verdict, reason), ids in _quiet_by_reason(results.cases).items():
+        console.print(f"[dim]{verdict} {len(ids)}: {reason} ({', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''})[/]")
     s = results.summary
     console.print(f"claims held {s.claims_held}/{s.claims}, controls diverged {s.controls_diverged}/{s.controls}"
                   + f", skipped {s.verdicts['skipped']}; validated: {s.validated}"
                   + (" (synthetic weights)" if results.model.synthetic_weights else ""))
     console.print(throughput_table(results))
     t = results.throughput
-    console.print(f"throughput: default {t.default.tokens_per_s:.1f} tok/s, invariant "
-                  f"{t.invariant.tokens_per_s:.1f} tok/s: invariant mode costs {t.overhead:.2f}x")
+    console.print(f"throughput: default {rate(t.default)} tok/s, invariant {rate(t.invariant)} tok/s: invariant mode "
+                  f"costs {times(t.overhead)}")
     if s.no_control_diverged:
         console.print(Panel("[bold red]NO NEGATIVE CONTROL DIVERGED[/]: default mode gave the same bits in every "
                             "setting, so these checks have not shown they can fail on this model and hardware.",

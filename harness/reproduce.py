@@ -16,7 +16,7 @@ import torch
 from bi_bench.harness.diff import differences
 from bi_bench.harness.engines import EnginePool
 from bi_bench.harness.environment import environment
-from bi_bench.harness.model_info import model_record
+from bi_bench.harness.metrics import NOT_RUN
 from bi_bench.harness.observations import sha256
 from bi_bench.harness.prompts import PromptSource
 from bi_bench.harness.recorded import RecordedSuite, recorded_suite
@@ -77,9 +77,9 @@ def plan(path: Path, results: ResultsFile, selection: Selection) -> Plan:
         raise ValueError(f"{path}: recorded on cuda, and this machine has no CUDA device: cannot reproduce it here")
     cases = selection.cases(results)
     pool = EnginePool(recorded.model, device)
-    base = pool.get()
-    _same_model(model_record(base), results.model, path)
-    return Plan(path, results, selection, recorded, cases, pool, PromptSource(recorded.loaded.suite.workload, base),
+    source, record = pool.backend.describe(pool)
+    _same_model(record, results.model, path)
+    return Plan(path, results, selection, recorded, cases, pool, PromptSource(recorded.loaded.suite.workload, source),
                 environment(device))
 
 
@@ -89,13 +89,16 @@ def reproduce(planned: Plan, command: list[str], reporter: Reporter) -> Reproduc
     started = now()
     reporter.model_started(f"reproducing {results.model.id} ({results.model.dtype})", len(planned.cases), 0)
     reproduced = []
-    for case in planned.cases:
-        spec = specs[case.index]
-        reporter.case_started(spec)
-        start = time.perf_counter()
-        result, tokens = run_case(spec, planned.pool, loaded, planned.prompts)
-        reproduced.append(_compared(case, result))
-        reporter.case_finished(result, tokens, time.perf_counter() - start)
+    try:
+        for case in planned.cases:
+            spec = specs[case.index]
+            reporter.case_started(spec)
+            start = time.perf_counter()
+            result, tokens = run_case(spec, planned.pool, loaded, planned.prompts)
+            reproduced.append(_compared(case, result))
+            reporter.case_finished(result, tokens, time.perf_counter() - start)
+    finally:
+        planned.pool.close()
     return ReproductionFile(run_id=results.run_id, results_file=planned.path.name,
                             results_sha256=sha256(planned.path.read_bytes()), command=command,
                             selection=str(planned.selection), started_at=started, finished_at=now(),
@@ -104,7 +107,7 @@ def reproduce(planned: Plan, command: list[str], reporter: Reporter) -> Reproduc
 
 
 def _compared(recorded: CaseResult, result: CaseResult) -> ReproducedCase:
-    if result.verdict == "skipped":
+    if result.verdict in NOT_RUN:
         return ReproducedCase(index=recorded.index, id=recorded.id, outcome="skipped", reason=result.reason, digests=[])
     found, reason = outcome(recorded, result.digests)
     return ReproducedCase(index=recorded.index, id=recorded.id, outcome=found, reason=reason, digests=result.digests)

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import Field
 
 from bi_bench.harness.diff import differences
-from bi_bench.harness.metrics import CLAIMING_MODES
+from bi_bench.harness.metrics import CLAIMING_MODES, NOT_RUN
 from bi_bench.harness.observations import GroupDigests, Record
 from bi_bench.harness.results import CaseResult, Environment, ResultsFile, SchemaVersion, SCHEMA_VERSION
 
@@ -51,7 +51,7 @@ def reproduction_path(results_path: Path, hardware: str) -> Path:
 
 def reproducible(case: CaseResult) -> bool:
     """Invariant-mode cases that ran: their bits are claimed to depend on nothing but the suite and the model."""
-    return case.mode in CLAIMING_MODES and case.verdict != "skipped"
+    return case.mode in CLAIMING_MODES and case.verdict not in NOT_RUN
 
 
 def outcome(recorded: CaseResult, digests: list[GroupDigests]) -> tuple[Outcome, str | None]:

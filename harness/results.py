@@ -7,10 +7,10 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, SerializerFunctionWrapHandler, ValidationError, model_serializer
+from pydantic import BeforeValidator, Field, ValidationError
 
 from bi_bench.harness.metrics import Metrics, Verdict
-from bi_bench.harness.observations import Group, GroupDigests, Record
+from bi_bench.harness.observations import AddedLater, Group, GroupDigests, Record
 from bi_bench.harness.suite import Mode
 from bi_bench.harness.yaml_source import dotted
 
@@ -70,7 +70,9 @@ class ModelRecord(Record):
     lm_head_fp32: bool  # logits computed in fp32
 
 
-class Environment(Record):
+class Environment(AddedLater, Record):
+    added_later = ("packages", "lock_sha256", "lock_differences")
+
     device: str
     devices: list[str]
     cpu_model: str
@@ -89,23 +91,15 @@ class Environment(Record):
     bi_bench: str
     git_commit: str | None
     git_dirty: bool | None
-    # Since 2026-12-04 (absent from older files, and then left out when written back, so their bytes hold):
+    # since 2026-12-04:
     packages: dict[str, str | None] | None = None  # versions of the packages that can change bits (harness.lock)
     lock_sha256: str | None = None  # of requirements.lock, in a checkout; None installed from a wheel
     lock_differences: list[str] | None = None  # where the installed packages are not the lock's; [] when they are
-
-    @model_serializer(mode="wrap")
-    def _without_absent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data = handler(self)
-        return {key: value for key, value in data.items() if value is not None or key not in SINCE_LOCK}
 
     @property
     def package_versions(self) -> dict[str, str | None]:
         """`packages`, or for an older file the versions it did record."""
         return self.packages or {"torch": self.torch, "transformers": self.transformers, "triton": self.triton}
-
-
-SINCE_LOCK = ("packages", "lock_sha256", "lock_differences")
 
 
 SettingKey = tuple[str, int, tuple[tuple[str, str], ...]]  # mode, TP degree, sorted kernel overrides
@@ -134,17 +128,23 @@ class ModeThroughput(Record):
 
 
 class SettingThroughput(ModeThroughput, RunSetting):
-    overhead: float  # tokens/s of default mode at the same TP degree with its own kernels, over this setting's
+    # tokens/s of default mode at the same TP degree with its own kernels, over this setting's; None: no such runs
+    overhead: float | None
 
 
-class Throughput(Record):
+class Throughput(AddedLater, Record):
+    added_later = ("not_run",)
+
     prompts: int
     max_tokens: int
     runs: list[ThroughputRun]  # in the order they ran: the settings of one TP degree interleaved
     settings: list[SettingThroughput]  # every setting measured, in the order it first ran
-    default: ModeThroughput  # headline: TP 1, each mode's own kernels
-    invariant: ModeThroughput
-    overhead: float  # default tokens/s over invariant tokens/s: how many times slower invariant mode is
+    # headline: TP 1, each mode's own kernels; None where the backend could not run the mode (not_applicable, an
+    # engine_error), as for a server that runs one mode
+    default: ModeThroughput | None
+    invariant: ModeThroughput | None
+    overhead: float | None  # default tokens/s over invariant tokens/s: how many times slower invariant mode is
+    not_run: dict[str, str] | None = None  # setting label (mode/tpN/kernels) -> why it has no runs; since 2026-12-04
 
 
 class Summary(Record):
@@ -159,7 +159,20 @@ class Summary(Record):
     validated: bool  # ok, real weights, at least one claim, every case of the suite present and none skipped
 
 
-class ResultsFile(Record):
+class BackendRecord(Record):
+    """The engine under test: bi-bench's own, or another behind a backend (bi_bench.harness.backends)."""
+
+    name: str
+    version: str | None = None  # the package's, or what the server's /version answered
+    command: list[str] | None = None  # how the harness started it (server backends it starts)
+    env: dict[str, str] | None = None  # the environment it set for it
+    base_url: str | None = None
+    reported: dict[str, Any] | None = None  # what it said of itself (max_num_seqs, prefix caching, ...)
+
+
+class ResultsFile(AddedLater, Record):
+    added_later = ("backend",)
+
     schema_version: SchemaVersion = SCHEMA_VERSION
     run_id: str
     command: list[str]
@@ -171,6 +184,7 @@ class ResultsFile(Record):
     cases: list[CaseResult]
     throughput: Throughput
     summary: Summary
+    backend: BackendRecord | None = None  # since 2026-12-04; older files ran bi-bench's own engine
 
 
 def write_atomic(path: Path, data: dict[str, Any], max_bytes: int | None = None) -> None:

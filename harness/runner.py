@@ -9,20 +9,23 @@ from pathlib import Path
 from typing import Protocol
 
 from bi_bench.engine import SamplingParams
+from bi_bench.harness.backends import EngineError, NotApplicable
 from bi_bench.harness.checks import CHECKS, CaseContext, Skip
 from bi_bench.harness.engines import EnginePool
 from bi_bench.harness.environment import environment
 from bi_bench.harness.journal import Journal, JournalHeader
 from bi_bench.harness.matrix import CaseSpec, expand, shard
 from bi_bench.harness.metrics import case_metrics, verdict
-from bi_bench.harness.model_info import model_record
 from bi_bench.harness.observations import group_digests
 from bi_bench.harness.prompts import PromptSource
-from bi_bench.harness.results import CaseResult, Environment, ResultsFile, SuiteRecord, save, slug
-from bi_bench.harness.suite import ModelSpec
+from bi_bench.harness.results import BackendRecord, CaseResult, Environment, ResultsFile, SuiteRecord, save, slug
+from bi_bench.harness.suite import ModelSpec, Suite
 from bi_bench.harness.suite_loader import LoadedSuite
 from bi_bench.harness.summary import summarize
 from bi_bench.harness.throughput import measure
+
+
+NOT_RUN_BY = {Skip: "skipped", NotApplicable: "not_applicable", EngineError: "engine_error"}
 
 
 @dataclass(frozen=True)
@@ -57,9 +60,16 @@ def run_model(loaded: LoadedSuite, model: ModelSpec, options: RunOptions, env: E
     if path.exists():
         return path, ResultsFile.model_validate_json(path.read_text())
     pool = EnginePool(model, loaded.suite.device)
-    base = pool.get()
-    prompts = PromptSource(loaded.suite.workload, base)
-    record = model_record(base)
+    try:
+        return _run_model(loaded, model, options, env, run_id, reporter, path, pool)
+    finally:
+        pool.close()
+
+
+def _run_model(loaded: LoadedSuite, model: ModelSpec, options: RunOptions, env: Environment, run_id: str,
+               reporter: Reporter, path: Path, pool: EnginePool) -> tuple[Path, ResultsFile]:
+    source, record = pool.backend.describe(pool)
+    prompts = PromptSource(loaded.suite.workload, source)
     journal = Journal(path.with_suffix(".journal"))
     contents = journal.read() if options.resume and journal.path.exists() else None
     if contents is None:
@@ -94,6 +104,7 @@ def run_model(loaded: LoadedSuite, model: ModelSpec, options: RunOptions, env: E
         throughput=contents.throughput,
         summary=summarize([contents.cases[spec.id] for spec in cases], record.synthetic_weights,
                           complete=options.shard is None),
+        backend=BackendRecord(**pool.backend.record()),
     )
     save(path, results)
     journal.path.unlink()
@@ -105,23 +116,30 @@ def run_case(spec: CaseSpec, pool: EnginePool, loaded: LoadedSuite, prompts: Pro
     suite = loaded.suite
     sampling = SamplingParams(**suite.sampling.model_dump())
     case_args = spec.setting.engine_args()
-    contexts, groups, reason = [], [], None
-    try:
-        for needle in range(suite.workload.needles):
-            ctx = CaseContext(pool, case_args, sampling, prompts, _case_rng(suite.workload.seed, spec, needle))
-            contexts.append(ctx)
-            groups.append(CHECKS[spec.check].run(ctx, spec.params))
-    except Skip as exc:
-        reason, groups = str(exc), []
+    contexts: list[CaseContext] = []
+    groups, not_run, reason = [], "not_applicable", pool.backend.lacking(_needs(spec, suite))
+    if reason is None:
+        try:
+            for needle in range(suite.workload.needles):
+                ctx = CaseContext(pool, case_args, sampling, prompts, _case_rng(suite.workload.seed, spec, needle))
+                contexts.append(ctx)
+                groups.append(CHECKS[spec.check].run(ctx, spec.params))
+        except (Skip, NotApplicable, EngineError) as exc:
+            not_run, reason, groups = NOT_RUN_BY[type(exc)], str(exc), []
     kernels = next((ctx.kernels for ctx in contexts if ctx.kernels), {})
     metrics = case_metrics(groups) if groups else None
     result = CaseResult(
         index=spec.index, id=spec.id, check=spec.check, mode=spec.mode, tp=spec.tp, kernels=kernels,
         kernel_overrides=dict(spec.kernels), params=spec.params.model_dump(mode="json"), control=spec.control,
-        verdict=verdict(metrics, CHECKS[spec.check].claims(spec.mode)) if metrics else "skipped", reason=reason,
+        verdict=verdict(metrics, CHECKS[spec.check].claims(spec.mode)) if metrics else not_run, reason=reason,
         metrics=metrics, observations=groups, digests=[group_digests(g) for g in groups],
     )
     return result, sum(ctx.tokens for ctx in contexts)
+
+
+def _needs(spec: CaseSpec, suite: Suite) -> tuple[str, ...]:
+    """What the case asks of the backend: its check's needs, and a seed per request when it samples."""
+    return CHECKS[spec.check].needs + (("seed",) if suite.sampling.temperature > 0 else ())
 
 
 def _case_rng(seed: int, spec: CaseSpec, needle: int) -> random.Random:

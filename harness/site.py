@@ -26,7 +26,7 @@ import plotly.graph_objects as go
 import plotly.offline
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from bi_bench.harness.metrics import Metrics, compare
+from bi_bench.harness.metrics import NOT_RUN, Metrics, compare
 from bi_bench.harness.reproduction import INFIX, ReproductionFile, is_reproduction
 from bi_bench.harness.results import (CaseResult, ResultsFile, SettingThroughput, load_results, overrides_text,
                                       read_json, slug)
@@ -34,8 +34,8 @@ from bi_bench.harness.validate import problems_of, validate_file
 
 SITE = Path(__file__).resolve().parent.parent / "site"
 MARKER = ".bi-bench-site"  # marks a folder this module built, so a rebuild may empty it
-VERDICTS = ("pass", "fail", "diverged", "equal", "skipped")
-VERDICT_COLOURS = ("#1a7f37", "#cf222e", "#bf8700", "#0969da", "#afb8c1")
+VERDICTS = ("pass", "fail", "diverged", "equal", "skipped", "not_applicable", "engine_error")
+VERDICT_COLOURS = ("#1a7f37", "#cf222e", "#bf8700", "#0969da", "#afb8c1", "#d0d7de", "#82071e")
 MODE_COLOURS = {"default": "#e16f24", "invariant": "#0969da", "tp-invariant": "#8250df"}
 CASE_COLUMNS = ("id", "check", "mode", "tp", "control", "verdict", "reason", "kernels", "kernel_overrides", "params")
 
@@ -161,9 +161,10 @@ def group_models(runs: list[Run]) -> list[Model]:
 # --- figures from one run's cases -------------------------------------------------------------------------
 
 def check_badge(cases: list[CaseResult], check: str) -> str | None:
-    """The check's invariance claims in one word: fail if any failed, pass if any held, else skipped."""
+    """The check's invariance claims in one word: engine_error or fail if any, pass if any held, else why not."""
     verdicts = {c.verdict for c in cases if c.check == check}
-    return next((word for word in ("fail", "pass", "skipped") if word in verdicts), None)
+    return next((word for word in ("engine_error", "fail", "pass", "skipped", "not_applicable") if word in verdicts),
+                None)
 
 
 def checks_of(runs: list[Run]) -> list[str]:
@@ -171,7 +172,7 @@ def checks_of(runs: list[Run]) -> list[str]:
 
 
 def tp_degrees(results: ResultsFile) -> list[int]:
-    return sorted({c.tp for c in results.cases if c.verdict != "skipped"})
+    return sorted({c.tp for c in results.cases if c.verdict not in NOT_RUN})
 
 
 def default_metrics(results: ResultsFile, check: str | None = None) -> list[Metrics]:
@@ -192,17 +193,19 @@ def not_validated_because(results: ResultsFile) -> list[str]:
     s = results.summary
     reasons = [
         (s.verdicts.get("fail", 0) > 0, f"failed claims: {s.verdicts.get('fail', 0)}"),
+        (s.verdicts.get("engine_error", 0) > 0, f"engine errors: {s.verdicts.get('engine_error', 0)}"),
         (s.controls_diverged < s.controls, f"controls diverged: {s.controls_diverged}/{s.controls}"),
         (s.no_control_diverged, "no control diverged"),
         (results.suite.shard is not None, f"one shard: {results.suite.shard}"),
         (s.verdicts.get("skipped", 0) > 0, f"skipped cases: {s.verdicts.get('skipped', 0)}"),
+        (s.verdicts.get("not_applicable", 0) > 0, f"not applicable: {s.verdicts.get('not_applicable', 0)}"),
         (s.claims_held == 0, "no claim held"),
     ]
     return [text for applies, text in reasons if applies]
 
 
 def kernels_label(results: ResultsFile) -> str:
-    overrides = {op: name for c in results.cases if c.verdict != "skipped" for op, name in c.kernel_overrides.items()}
+    overrides = {op: name for c in results.cases if c.verdict not in NOT_RUN for op, name in c.kernel_overrides.items()}
     return overrides_text(overrides) or "each mode's kernels"
 
 
@@ -314,8 +317,9 @@ def throughput_bars(runs: list[Run]) -> go.Figure:
     labels = [throughput_label(run) for run in runs]
     figure = go.Figure()
     for mode in ("default", "invariant"):
-        speeds = [getattr(run.results.throughput, mode).tokens_per_s for run in runs]
-        text = [f"{run.results.throughput.overhead:.2f}× slower" if mode == "invariant" else "" for run in runs]
+        speeds = [m.tokens_per_s if (m := getattr(run.results.throughput, mode)) else None for run in runs]
+        text = [f"{overhead:.2f}× slower" if mode == "invariant" and (overhead := run.results.throughput.overhead)
+                else "" for run in runs]
         figure.add_bar(name=mode, x=labels, y=speeds, text=text, textposition="outside",
                        marker_color=MODE_COLOURS[mode])
     figure.update_layout(base_layout("Throughput by run: hardware, TP degrees, kernel variants", barmode="group",
@@ -337,7 +341,7 @@ def throughput_by_setting(results: ResultsFile) -> go.Figure:
     for mode in dict.fromkeys(s.mode for s in settings):
         of_mode = [s for s in settings if s.mode == mode]
         figure.add_bar(name=plot_text(mode), x=[setting_column(s) for s in of_mode],
-                       y=[s.tokens_per_s for s in of_mode], text=[f"{s.overhead:.2f}×" for s in of_mode],
+                       y=[s.tokens_per_s for s in of_mode], text=[f"{s.overhead:.2f}×" if s.overhead else "" for s in of_mode],
                        textposition="outside", marker_color=MODE_COLOURS.get(mode),
                        hovertemplate="%{x}: %{y:.1f} tokens/s, %{text} the time of default mode at this TP"
                                      "<extra>%{fullData.name}</extra>")

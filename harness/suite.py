@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from bi_bench.harness.observations import AddedLater
 from bi_bench.kernels.registry import MODES
 
 Mode = Literal[MODES]  # a closed set: an engine accepts no other mode
@@ -21,8 +22,25 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-class ModelSpec(Strict):
+class BackendSpec(Strict):
+    """The engine under test (bi_bench.harness.backends); bi-bench's own when a model names none."""
+
+    name: str = Field(default="bi-bench", min_length=1)
+    base_url: str | None = Field(default=None, description="openai: the server's URL, e.g. http://127.0.0.1:8000")
+    model: str | None = Field(default=None, description="openai, vllm: the model name the server serves")
+    mode: Mode | None = Field(default=None, description="openai: the mode the server claims (default: invariant)")
+    args: list[str] = Field(default_factory=list, description="vllm: extra server flags")
+    env: dict[str, str] = Field(default_factory=dict, description="vllm: extra server environment")
+    attn_implementation: str | None = Field(default=None, description="transformers: eager (default), sdpa, bi_bench")
+    batching: Literal["request", "concurrent"] = Field(
+        default="request", description="servers: a batch as one request of many prompts, or as concurrent requests")
+    timeout: float = Field(default=120.0, gt=0, le=3600, description="servers: seconds to wait for one answer")
+
+
+class ModelSpec(AddedLater, Strict):
     """One model to test, with the engine settings its cases share."""
+
+    added_later = ("backend",)
 
     id: str = Field(min_length=1)
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
@@ -33,6 +51,7 @@ class ModelSpec(Strict):
     block_size: PositiveInt = 16
     lm_head_fp32: bool = False
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1, description="CUDA: share of GPU memory to fill")
+    backend: BackendSpec | None = Field(default=None, description="the engine under test (default: bi-bench)")
 
     @model_validator(mode="after")
     def _distinct_tp(self) -> ModelSpec:

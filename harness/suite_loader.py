@@ -1,6 +1,7 @@
 """Suite file -> validated suite with typed check parameters; every problem is one `file:line: field: why`."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 from bi_bench.engine.config import DTYPES
 from bi_bench.engine.kernel_set import ENGINE_OPS
 from bi_bench.harness.checks import CHECKS, CheckParams
-from bi_bench.harness.suite import Suite
+from bi_bench.harness.suite import ModelSpec, Suite
 from bi_bench.harness.yaml_source import YamlSource
 from bi_bench.kernels import KernelError, get
 
@@ -33,6 +34,17 @@ class LoadedSuite:
         config = self.suite.model_dump(mode="json")
         config["checks"] = {name: params.model_dump(mode="json") for name, params in self.checks.items()}
         return config
+
+    def with_base_url(self, url: str) -> LoadedSuite:
+        """Every openai model pointed at the server at `url`; ValueError when the suite has none."""
+        def served(model: ModelSpec) -> bool:
+            return model.backend is not None and model.backend.name == "openai"
+
+        if not any(served(m) for m in self.suite.models):
+            raise ValueError(f"--base-url: {self.path} has no model with backend openai")
+        models = [m.model_copy(update={"backend": m.backend.model_copy(update={"base_url": url})}) if served(m) else m
+                  for m in self.suite.models]
+        return dataclasses.replace(self, suite=self.suite.model_copy(update={"models": models}))
 
     def quick(self) -> LoadedSuite:
         """One needle, one trial per setting, a few tokens, one throughput repeat."""
@@ -58,6 +70,7 @@ def load_suite(path: Path, device: str | None = None, quick: bool = False, raw: 
         suite = suite.model_copy(update={"device": device})
     checks = {name: _check_params(source, name, params) for name, params in suite.checks.items()}
     _check_kernels(source, suite)
+    _check_backends(source, suite)
     _check_tp(source, suite, checks)
     _check_lengths(source, suite)
     loaded = LoadedSuite(path, hashlib.sha256(source.raw).hexdigest(), source.raw.decode("utf-8"), suite, checks)
@@ -96,6 +109,15 @@ def _check_kernels(source: YamlSource, suite: Suite) -> None:
                     if not variant.supports(suite.device, DTYPES[model.dtype]):
                         raise source.error(loc, f"{op} variant {name!r} does not run on {suite.device} "
                                                 f"with {model.dtype} (model {model.id})")
+
+
+def _check_backends(source: YamlSource, suite: Suite) -> None:
+    from bi_bench.harness.backends import BACKENDS
+
+    for index, model in enumerate(suite.models):
+        if model.backend is not None and model.backend.name not in BACKENDS:
+            raise source.error(("models", index, "backend", "name"), f"unknown backend {model.backend.name!r}; "
+                                                                    f"backends: {', '.join(BACKENDS)}")
 
 
 def _check_lengths(source: YamlSource, suite: Suite) -> None:

@@ -3,18 +3,24 @@ from __future__ import annotations
 
 from typing import get_args
 
-from bi_bench.harness.metrics import Verdict
+from bi_bench.harness.metrics import NOT_RUN, Verdict
 from bi_bench.harness.results import CaseResult, Summary
+
+
+# Counted only where they occur, so files written before these verdicts existed recompute to their own summary.
+ADDED_LATER = ("not_applicable", "engine_error")
 
 
 def summarize(cases: list[CaseResult], synthetic_weights: bool, complete: bool) -> Summary:
     """`complete`: the file holds every case of its suite (not one shard of it)."""
-    verdicts = {v: sum(c.verdict == v for c in cases) for v in get_args(Verdict)}
-    controls = [c for c in cases if c.mode == "default" and c.control and c.verdict != "skipped"]
+    counts = {v: sum(c.verdict == v for c in cases) for v in get_args(Verdict)}
+    verdicts = {v: n for v, n in counts.items() if n or v not in ADDED_LATER}
+    controls = [c for c in cases if c.mode == "default" and c.control and c.verdict not in NOT_RUN]
     diverged = sum(c.verdict == "diverged" for c in controls)
     # With no diverging control nothing shows the checks could fail; a shard may simply hold no controls.
     none_diverged = diverged == 0
-    ok = verdicts["fail"] == 0 and diverged == len(controls) and not (none_diverged and complete)
+    failed = counts["fail"] + counts["engine_error"]  # an engine that crashed under a check failed it
+    ok = failed == 0 and diverged == len(controls) and not (none_diverged and complete)
     return Summary(
         cases=len(cases),
         verdicts=verdicts,
@@ -24,5 +30,6 @@ def summarize(cases: list[CaseResult], synthetic_weights: bool, complete: bool) 
         controls_diverged=diverged,
         no_control_diverged=none_diverged,
         ok=ok,
-        validated=ok and not synthetic_weights and complete and verdicts["skipped"] == 0 and verdicts["pass"] > 0,
+        validated=(ok and not synthetic_weights and complete and not any(counts[v] for v in NOT_RUN)
+                   and counts["pass"] > 0),
     )

@@ -8,7 +8,8 @@ from __future__ import annotations
 import random
 import time
 
-from bi_bench.engine import LLM, SamplingParams
+from bi_bench.engine import SamplingParams
+from bi_bench.harness.backends import Engine, EngineError
 from bi_bench.harness.engines import EnginePool
 from bi_bench.harness.matrix import Setting, settings
 from bi_bench.harness.prompts import PromptSource
@@ -32,59 +33,73 @@ def measure(pool: EnginePool, suite: Suite, prompts: PromptSource) -> Throughput
     batch = [prompts.draw(rng) for _ in range(config.prompts)]
     params = SamplingParams(**{**suite.sampling.model_dump(), "max_tokens": config.max_tokens, "ignore_eos": True})
     measured = throughput_settings(suite, pool.model)
+    not_run = {setting.label: reason for setting in measured if (reason := pool.why_not(setting.engine_args()))}
     runs = []
     for tp in dict.fromkeys(setting.tp for setting in measured):
-        group = [setting for setting in measured if setting.tp == tp]
-        runs += interleaved(pool, group, batch, params, config.repeats)
-    return from_runs(config.prompts, config.max_tokens, runs)
+        group = [setting for setting in measured if setting.tp == tp and setting.label not in not_run]
+        runs += interleaved(pool, group, batch, params, config.repeats, not_run)
+    return from_runs(config.prompts, config.max_tokens, runs, not_run or None)
 
 
 def interleaved(pool: EnginePool, group: list[Setting], batch: list[Prompt], params: SamplingParams,
-                repeats: int) -> list[ThroughputRun]:
+                repeats: int, not_run: dict[str, str]) -> list[ThroughputRun]:
     """Every setting of `group` once per repeat, in order on even repeats and reversed on odd ones.
 
     The group's engines are held at once (the pool may drop some; they live until this returns)."""
-    engines = {setting: pool.get(**setting.engine_args()) for setting in group}
-    for llm in engines.values():
-        llm.generate(batch, params)  # warm-up: first calls at each shape pay for allocation and lazy init
+    engines = {}
+    for setting in group:
+        try:
+            engine = pool.get(**setting.engine_args())
+            engine.generate(batch, [params] * len(batch))  # warm-up: first calls pay for allocation and lazy init
+        except EngineError as exc:
+            not_run[setting.label] = f"engine_error: {exc}"
+            continue
+        engines[setting] = engine
+    group = [setting for setting in group if setting in engines]
     order = [group if repeat % 2 == 0 else group[::-1] for repeat in range(repeats)]
     return [timed(engines[setting], setting, repeat, batch, params)
             for repeat, settings_in_order in enumerate(order) for setting in settings_in_order]
 
 
-def timed(llm: LLM, setting: Setting, repeat: int, batch: list[Prompt], params: SamplingParams) -> ThroughputRun:
+def timed(llm: Engine, setting: Setting, repeat: int, batch: list[Prompt], params: SamplingParams) -> ThroughputRun:
     llm.reset_prefix_cache()
     start = time.perf_counter()
-    outputs = llm.generate(batch, params)
+    outputs = llm.generate(batch, [params] * len(batch))
     seconds = time.perf_counter() - start
     return ThroughputRun(mode=setting.mode, tp=setting.tp, kernel_overrides=dict(setting.kernels), repeat=repeat,
                          tokens=sum(len(o.token_ids) for o in outputs), seconds=seconds)
 
 
-def from_runs(prompts: int, max_tokens: int, runs: list[ThroughputRun]) -> Throughput:
-    """Every figure of the throughput section, from the raw runs; ValueError when a baseline has no runs."""
+def from_runs(prompts: int, max_tokens: int, runs: list[ThroughputRun],
+              not_run: dict[str, str] | None = None) -> Throughput:
+    """Every figure of the throughput section, from the raw runs; ValueError when a baseline has no runs and no
+    reason in `not_run`."""
     by_setting: dict[SettingKey, list[ThroughputRun]] = {}
     for run in runs:
         by_setting.setdefault(run.key, []).append(run)
     totals = {key: _total(group) for key, group in by_setting.items()}
-    per_setting = [_figures(group[0], totals[key], _baseline(totals, "default", group[0].tp))
+
+    def baseline(mode: str, tp: int) -> ModeThroughput | None:
+        """The mode at this TP degree with its own kernels."""
+        if (mode, tp, ()) not in totals and Setting(mode, tp).label not in (not_run or {}):
+            raise ValueError(f"no runs in {mode} mode at TP {tp} with its own kernels")
+        return totals.get((mode, tp, ()))
+
+    per_setting = [_figures(group[0], totals[key], baseline("default", group[0].tp))
                    for key, group in by_setting.items()]
-    default, invariant = (_baseline(totals, setting.mode, setting.tp) for setting in HEADLINE)
+    default, invariant = (baseline(setting.mode, setting.tp) for setting in HEADLINE)
     return Throughput(prompts=prompts, max_tokens=max_tokens, runs=runs, settings=per_setting, default=default,
-                      invariant=invariant, overhead=default.tokens_per_s / invariant.tokens_per_s)
+                      invariant=invariant, overhead=_ratio(default, invariant), not_run=not_run)
 
 
-def _figures(setting: RunSetting, total: ModeThroughput, baseline: ModeThroughput) -> SettingThroughput:
+def _figures(setting: RunSetting, total: ModeThroughput, baseline: ModeThroughput | None) -> SettingThroughput:
     return SettingThroughput(**setting.model_dump(include=set(RunSetting.model_fields)), **total.model_dump(),
-                             overhead=baseline.tokens_per_s / total.tokens_per_s)
+                             overhead=_ratio(baseline, total))
 
 
-def _baseline(totals: dict[SettingKey, ModeThroughput], mode: str, tp: int) -> ModeThroughput:
-    """The mode at this TP degree with its own kernels."""
-    try:
-        return totals[mode, tp, ()]
-    except KeyError:
-        raise ValueError(f"no runs in {mode} mode at TP {tp} with its own kernels") from None
+def _ratio(baseline: ModeThroughput | None, measured: ModeThroughput | None) -> float | None:
+    """How many times slower `measured` is than `baseline`; None when either has no runs."""
+    return None if baseline is None or measured is None else baseline.tokens_per_s / measured.tokens_per_s
 
 
 def _total(runs: list[ThroughputRun]) -> ModeThroughput:

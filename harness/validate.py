@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from bi_bench.harness.checks import CHECKS
 from bi_bench.harness.diff import differences
 from bi_bench.harness.matrix import CaseSpec
-from bi_bench.harness.metrics import case_metrics, verdict
+from bi_bench.harness.metrics import NOT_RUN, case_metrics, verdict
 from bi_bench.harness.observations import group_digests, sha256
 from bi_bench.harness.recorded import recorded_suite
 from bi_bench.harness.reproduction import (ReproductionFile, is_reproduction, reproduction_path,
@@ -112,7 +112,7 @@ def _definition(case: CaseResult | CaseSpec) -> dict[str, Any]:
 
 
 def _kernel_problems(case: CaseResult, where: str) -> list[str]:
-    if case.verdict == "skipped":
+    if case.verdict in NOT_RUN:
         return []
     return [f"{where}.kernels.{op}: ran {case.kernels.get(op)!r}, but the case asked for {name!r}"
             for op, name in case.kernel_overrides.items() if case.kernels.get(op) != name]
@@ -172,7 +172,7 @@ def recompute(results: ResultsFile) -> list[str]:
     problems += differences(results.summary.model_dump(), summary.model_dump(), "summary")
     t = results.throughput
     try:
-        expected = from_runs(t.prompts, t.max_tokens, t.runs)
+        expected = from_runs(t.prompts, t.max_tokens, t.runs, t.not_run)
     except ZeroDivisionError:
         return [*problems, "throughput.runs: a setting has no tokens or no time"]
     except ValueError as exc:
@@ -186,10 +186,11 @@ def _case_problems(case: CaseResult, where: str) -> list[str]:
     digests = [group_digests(g).model_dump() for g in case.observations]
     problems = differences([d.model_dump() for d in case.digests], digests, f"{where}.digests")
     if not case.observations:
-        if case.verdict != "skipped" or case.metrics is not None:
-            problems.append(f"{where}.observations: none recorded, so verdict must be skipped and metrics null")
+        if case.verdict not in NOT_RUN or case.metrics is not None:
+            problems.append(f"{where}.observations: none recorded, so verdict must be one of {', '.join(NOT_RUN)} "
+                            f"and metrics null")
         elif not case.reason:
-            problems.append(f"{where}.reason: a skipped case needs a reason")
+            problems.append(f"{where}.reason: a {case.verdict} case needs a reason")
         return problems
     metrics = case_metrics(case.observations)
     recorded = case.metrics.model_dump() if case.metrics else None

@@ -6,8 +6,9 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from bi_bench.engine import LLM, SamplingParams
-from bi_bench.engine.outputs import RequestOutput
+from bi_bench.engine import SamplingParams
+from bi_bench.harness.backends import Engine
+from bi_bench.harness.backends.base import Output
 from bi_bench.harness.engines import EnginePool
 from bi_bench.harness.observations import Observation
 from bi_bench.harness.prompts import PromptSource
@@ -33,14 +34,14 @@ class CaseContext:
     def block_size(self) -> int:
         return self.pool.model.block_size
 
-    def llm(self, **overrides: Any) -> LLM:
+    def llm(self, **overrides: Any) -> Engine:
         """The case's engine (with overrides), shared with other cases of the same settings."""
         return self._built(self.pool.get, overrides)
 
-    def fresh_llm(self, **overrides: Any) -> LLM:
+    def fresh_llm(self, **overrides: Any) -> Engine:
         return self._built(self.pool.fresh, overrides)
 
-    def _built(self, build: Callable[..., LLM], overrides: dict[str, Any]) -> LLM:
+    def _built(self, build: Callable[..., Engine], overrides: dict[str, Any]) -> Engine:
         try:
             llm = build(**{**self.case_args, **overrides})
         except NotImplementedError as exc:
@@ -59,11 +60,11 @@ class CaseContext:
                                      seed=self.rng.randrange(1 << 31)))
                 for _ in range(count)]
 
-    def alone(self, llm: LLM, needle: list[int], params: SamplingParams | None = None,
+    def alone(self, llm: Engine, needle: list[int], params: SamplingParams | None = None,
               warm: bool = False) -> Observation:
         return self.in_batch(llm, needle, [], 0, params, warm)
 
-    def in_batch(self, llm: LLM, needle: list[int], neighbours: list[Request], position: int,
+    def in_batch(self, llm: Engine, needle: list[int], neighbours: list[Request], position: int,
                  params: SamplingParams | None = None, warm: bool = False) -> Observation:
         """Runs the needle at `position` among `neighbours` in one generate call; returns what the needle got.
 
@@ -73,17 +74,20 @@ class CaseContext:
         out = self.needle_output(llm, needle, neighbours, position, params, warm)
         return Observation(token_ids=list(out.token_ids), logprobs=list(out.logprobs))
 
-    def needle_output(self, llm: LLM, needle: list[int], neighbours: list[Request], position: int,
-                      params: SamplingParams | None = None, warm: bool = False) -> RequestOutput:
+    def needle_output(self, llm: Engine, needle: list[int], neighbours: list[Request], position: int,
+                      params: SamplingParams | None = None, warm: bool = False) -> Output:
         """What `in_batch` observes, as the engine returned it (raw logprobs included)."""
         if not warm:
             llm.reset_prefix_cache()
-        requests = [*neighbours[:position], (needle, params or self.sampling), *neighbours[position:]]
+        params = params or self.sampling
+        if self.pool.backend.uniform_batches:
+            neighbours = [(prompt, params) for prompt, _ in neighbours]
+        requests = [*neighbours[:position], (needle, params), *neighbours[position:]]
         outputs = llm.generate([prompt for prompt, _ in requests], [p for _, p in requests])
         self.tokens += sum(len(out.token_ids) for out in outputs)
         return outputs[position]
 
-    def score(self, llm: LLM, requests: list[tuple[list[int], list[int]]], params: SamplingParams,
+    def score(self, llm: Engine, requests: list[tuple[list[int], list[int]]], params: SamplingParams,
               position: int) -> Observation:
         """Scores (prompt, completion) pairs in one call, on an empty prefix cache; returns the pair at `position`."""
         llm.reset_prefix_cache()

@@ -27,6 +27,7 @@ class CheckSpec:
     control: bool  # in default mode this check shows batch-dependence, so it must diverge there
     needs_tp: bool  # compares TP>1 against TP=1, so it has no case at TP=1
     claim_modes: tuple[str, ...]  # the modes whose engines claim this check's invariance
+    needs: tuple[str, ...]  # backend capabilities and settings it uses (bi_bench.harness.backends.base)
 
     def is_control(self, params: CheckParams) -> bool:
         return self.control if params.control is None else params.control
@@ -38,11 +39,11 @@ class CheckSpec:
 CHECKS: dict[str, CheckSpec] = {}
 
 
-def register(name: str, params: type[CheckParams], *, control: bool, needs_tp: bool = False,
+def register(name: str, params: type[CheckParams], *, control: bool, needs: tuple[str, ...], needs_tp: bool = False,
              claim_modes: tuple[str, ...] = CLAIMING_MODES) -> Callable[[RunFn], RunFn]:
     def wrap(run: RunFn) -> RunFn:
         description = (run.__doc__ or "").strip().splitlines()[0]
-        CHECKS[name] = CheckSpec(name, description, params, run, control, needs_tp, claim_modes)
+        CHECKS[name] = CheckSpec(name, description, params, run, control, needs_tp, claim_modes, needs)
         return run
 
     return wrap

@@ -5,7 +5,6 @@ from typing import Annotated
 
 from pydantic import Field
 
-from bi_bench.engine.threads import torch_threads
 from bi_bench.harness.checks.context import CaseContext
 from bi_bench.harness.checks.registry import CheckParams, register
 from bi_bench.harness.observations import Candidate, Group, Observation
@@ -22,7 +21,7 @@ class Params(CheckParams):
 # Measured on a 2-core AVX2 EPYC in fp32, the same batch at 1 thread vs 2, 3, 5, 8 and 16: default mode changed
 # bits (by 1e-6 to 2e-5 in logprob) for up to 5 of 20 random:tiny-qwen3 needles and up to 2 of 4 smollm2-135m
 # needles per batch size (1, 4, 13), and the same bits at every count for the rest: a control that may not diverge.
-@register("threads", Params, control=False)
+@register("threads", Params, needs=("batch", "threads"), control=False)
 def run(ctx: CaseContext, params: Params) -> Group:
     """One batch at the first torch thread count vs at each other count (default mode seldom diverges: no control)."""
     llm = ctx.llm()
@@ -31,7 +30,7 @@ def run(ctx: CaseContext, params: Params) -> Group:
     position = ctx.rng.randrange(params.batch_size)
 
     def at(count: int) -> Observation:
-        with torch_threads(count):
+        with ctx.pool.backend.threads(count):
             return ctx.in_batch(llm, needle, neighbours, position)
 
     first, *others = params.thread_counts

@@ -12,7 +12,8 @@ class Params(CheckParams):
 
 
 # Batch-invariant kernels alone do not make TP=N equal TP=1: only tp-invariant mode claims that.
-@register("tp", Params, control=True, needs_tp=True, claim_modes=("tp-invariant",))
+@register("tp", Params, needs=("batch", "tensor_parallel_size"), control=True, needs_tp=True,
+          claim_modes=("tp-invariant",))
 def run(ctx: CaseContext, params: Params) -> Group:
     """The needle at TP>1, alone and in a batch, vs alone at TP=1."""
     sharded = ctx.llm()  # first: while TP>1 is not built this raises, and the case is skipped

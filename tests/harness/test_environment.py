@@ -14,7 +14,7 @@ from bi_bench.engine import LLM
 from bi_bench.harness import environment as env_module
 from bi_bench.engine.threads import torch_threads
 from bi_bench.harness.environment import environment, git_state, torch_cpu_config
-from bi_bench.harness.model_info import model_record
+from bi_bench.harness.backends.bi_bench_engine import engine_record
 from bi_bench.kernels.cpu.isa import cpu_flags, isa_class, isa_features
 from conftest import invoke, load
 
@@ -92,7 +92,7 @@ def test_driver_is_null_without_nvidia_smi(monkeypatch: pytest.MonkeyPatch) -> N
 @pytest.mark.parametrize("lm_head_fp32", [False, True])
 def test_model_record_reports_lm_head_precision(lm_head_fp32: bool) -> None:
     llm = LLM("random:tiny-qwen3", dtype="float32", max_model_len=64, max_num_seqs=2, lm_head_fp32=lm_head_fp32)
-    assert model_record(llm).lm_head_fp32 is lm_head_fp32
+    assert engine_record(llm).lm_head_fp32 is lm_head_fp32
 
 
 @pytest.mark.parametrize(("flags", "expected"), [(AMX, "amx"), (AVX512_BF16, "avx512bf16"), (AVX512, "avx512"),

@@ -9,9 +9,8 @@ from bi_bench.harness.suite import Workload
 
 
 def source(workload: Workload) -> PromptSource:
-    llm = SimpleNamespace(source=SimpleNamespace(config=SimpleNamespace(vocab_size=100)),
-                          tokenizer=None)
-    return PromptSource(workload, llm)
+    model = SimpleNamespace(model_id="test", config=SimpleNamespace(vocab_size=100), tokenizer=None)
+    return PromptSource(workload, model)
 
 
 def test_needle_len_sets_the_needles_lengths_only() -> None:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bi_bench.engine.loader import ModelLoadError
-from bi_bench.harness import engines
+from bi_bench.harness.backends import bi_bench_engine
 from bi_bench.harness.reproduction import reproduction_path
 from bi_bench.harness.results import load_results, save
 from conftest import invoke, load, shared_run, small_document
@@ -85,7 +85,7 @@ def test_a_model_this_machine_lacks_cannot_run_here(copy_results: Callable[[], P
     def unavailable(model: str, **_) -> None:
         raise ModelLoadError(f"model {model!r}: not in the local hub cache and no network")
 
-    monkeypatch.setattr(engines, "LLM", unavailable)
+    monkeypatch.setattr(bi_bench_engine, "LLM", unavailable)
     result = invoke("reproduce", copy_results())
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
     assert "not in the local hub cache" in result.stderr

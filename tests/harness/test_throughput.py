@@ -66,9 +66,9 @@ class FakeLLM:
     def reset_prefix_cache(self) -> None:
         pass
 
-    def generate(self, batch: list[list[int]], params: SamplingParams) -> list[Any]:
+    def generate(self, batch: list[list[int]], params: list[SamplingParams]) -> list[Any]:
         self.log.append((self.args["mode"], self.args["tensor_parallel_size"], repr(self.args["kernels"])))
-        return [type("Output", (), {"token_ids": [0] * params.max_tokens})() for _ in batch]
+        return [type("Output", (), {"token_ids": [0] * p.max_tokens})() for p in params]
 
 
 class FakePool(EnginePool):
