@@ -54,7 +54,8 @@ endef
 demo: install
 	$(VENV)/bin/bi-bench demo; status=$$?; $(VENV)/bin/bi-bench site build && exit $$status
 
-test: install
+# the vllm backend's tests run a real vLLM server on this CPU
+test: install vllm
 	$(PYTHON) -m pytest -n $(PYTEST_WORKERS) -q
 
 test-fast: install

@@ -1,6 +1,7 @@
 """The `bi-bench` command line."""
 from __future__ import annotations
 
+import os
 import re
 import sys
 import time
@@ -11,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bi_bench.engine import LLM, SamplingParams
+from bi_bench.harness.backends.vllm_server import PYTHON_VARIABLE
 from bi_bench.harness.compare import render as render_changes
 from bi_bench.harness.errors import fail, one_line_errors
 from bi_bench.harness.listing import backends_table, checks_table, kernels_table, models_table
@@ -100,10 +102,14 @@ def demo(out: Path, quick: bool) -> None:
 @click.option("--quick", is_flag=True, help="one needle, one trial per setting, 4 tokens, one throughput repeat")
 @click.option("--dry-run", is_flag=True, help="list the cases and exit")
 @click.option("--base-url", default=None, metavar="URL", help="point the suite's openai models at the server at URL")
+@click.option("--vllm-python", default=None, type=click.Path(path_type=Path),
+              help="the Python whose vLLM the vllm backend starts (default: .venv-vllm, built by make vllm)")
 @one_line_errors
 def run(suite: Path, out: Path, resume: bool, shard: str | None, device: str | None, quick: bool,
-        dry_run: bool, base_url: str | None) -> None:
+        dry_run: bool, base_url: str | None, vllm_python: Path | None) -> None:
     """Run SUITE: exit 0 when every invariance claim held and every control diverged, 1 when a check failed."""
+    if vllm_python is not None:
+        os.environ[PYTHON_VARIABLE] = str(vllm_python)
     options = RunOptions(out=out, command=list(sys.argv), shard=parse_shard(shard), resume=resume)
     loaded = load_suite(suite, device, quick)
     loaded = loaded.with_base_url(base_url) if base_url else loaded

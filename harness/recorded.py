@@ -35,7 +35,9 @@ def recorded_suite(results: ResultsFile) -> RecordedSuite:
     backend = results.backend
     if backend is not None and backend.name == "openai" and backend.base_url:  # as --base-url pointed it
         loaded = loaded.with_base_url(backend.base_url)
-    model = next((m for m in loaded.suite.models if (m.id, m.dtype) == (results.model.id, results.model.dtype)), None)
+    label = backend.label if backend is not None else None
+    model = next((m for m in loaded.suite.models if (m.id, m.dtype) == (results.model.id, results.model.dtype)
+                  and (m.backend.label if m.backend else None) == label), None)
     if model is None:
         raise ValueError(f"model: {results.model.id!r} in {results.model.dtype} is not a model of suite.source")
     return RecordedSuite(loaded, model, _share(expand(loaded, model), suite.shard))

@@ -163,6 +163,7 @@ class BackendRecord(Record):
     """The engine under test: bi-bench's own, or another behind a backend (bi_bench.harness.backends)."""
 
     name: str
+    label: str | None = None  # the suite's name for it (name, and attn_implementation where set)
     version: str | None = None  # the package's, or what the server's /version answered
     command: list[str] | None = None  # how the harness started it (server backends it starts)
     env: dict[str, str] | None = None  # the environment it set for it

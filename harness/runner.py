@@ -104,7 +104,7 @@ def _run_model(loaded: LoadedSuite, model: ModelSpec, options: RunOptions, env: 
         throughput=contents.throughput,
         summary=summarize([contents.cases[spec.id] for spec in cases], record.synthetic_weights,
                           complete=options.shard is None),
-        backend=BackendRecord(**pool.backend.record()),
+        backend=BackendRecord(label=model.backend.label if model.backend else None, **pool.backend.record()),
     )
     save(path, results)
     journal.path.unlink()
@@ -148,7 +148,7 @@ def _case_rng(seed: int, spec: CaseSpec, needle: int) -> random.Random:
 
 
 def results_dir(out: Path, model: ModelSpec, env: Environment) -> Path:
-    return out / slug(f"{model.id}-{model.dtype}") / env.hardware
+    return out / slug(model.label) / env.hardware
 
 
 def results_path(out: Path, model: ModelSpec, env: Environment, run_id: str) -> Path:

@@ -36,6 +36,11 @@ class BackendSpec(Strict):
         default="request", description="servers: a batch as one request of many prompts, or as concurrent requests")
     timeout: float = Field(default=120.0, gt=0, le=3600, description="servers: seconds to wait for one answer")
 
+    @property
+    def label(self) -> str:
+        """Tells the engines under test apart: in results folder names and on the leaderboard."""
+        return "-".join(part for part in (self.name, self.attn_implementation) if part)
+
 
 class ModelSpec(AddedLater, Strict):
     """One model to test, with the engine settings its cases share."""
@@ -52,6 +57,12 @@ class ModelSpec(AddedLater, Strict):
     lm_head_fp32: bool = False
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1, description="CUDA: share of GPU memory to fill")
     backend: BackendSpec | None = Field(default=None, description="the engine under test (default: bi-bench)")
+
+    @property
+    def label(self) -> str:
+        """id-dtype, and the backend's label unless it is bi-bench's own engine."""
+        engine = self.backend.label if self.backend and self.backend.name != BackendSpec().name else None
+        return "-".join(part for part in (self.id, self.dtype, engine) if part)
 
     @model_validator(mode="after")
     def _distinct_tp(self) -> ModelSpec:

@@ -1,9 +1,169 @@
-"""vllm: vLLM's OpenAI-compatible server, started and stopped by the harness (invariant: VLLM_BATCH_INVARIANT=1)."""
+"""vllm: vLLM's OpenAI-compatible server, started and stopped by the harness, one server per engine setting.
+
+Invariant mode sets VLLM_BATCH_INVARIANT=1. Each server gets a free port on 127.0.0.1, its own process group and
+a log file; it is ready when /health answers, and it is stopped (the whole group) when its engine is closed or
+collected, at exit, and on Ctrl-C or a failed check. It runs from `make vllm`'s venv (.venv-vllm), or the Python
+named by BI_BENCH_VLLM_PYTHON (`bi-bench run --vllm-python`), with a working directory outside the checkout so
+that no folder of ours stands in for a package it imports.
+"""
 from __future__ import annotations
 
-from bi_bench.harness.backends.openai_completions import OpenAICompletions
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import weakref
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from bi_bench.harness.backends.base import Backend, Capabilities, EngineError
+from bi_bench.harness.backends.openai_completions import Server, _first_line
+from bi_bench.harness.lock import REPO
+from bi_bench.harness.suite import BackendSpec
+
+PYTHON_VARIABLE = "BI_BENCH_VLLM_PYTHON"
+DEFAULT_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
+STARTUP_SECONDS = 600  # a cold start compiles the model: about 2 minutes on 2 cores
+# Both kinds of logprob exist in vLLM; ours are processed, and RL trainers want those (sampler == trainer).
+DEFAULT_ARGS = ("--logprobs-mode", "processed_logprobs")
+DEFAULT_ENV = {"VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_SERVER_DEV_MODE": "1"}  # dev mode: /reset_prefix_cache
+ERROR_LINE = re.compile(r"\b(\w*(?:Error|Exception)): \S.*")  # past the log prefix (process, level, time)
+WRAPPING_ERRORS = ("EngineDeadError", "EngineGenerateError")  # vLLM's own wrappers around the root cause
 
 
-class VLLMServer(OpenAICompletions):
+class VLLMServer(Backend):
     name = "vllm"
-    description = "vLLM's OpenAI-compatible server, started and stopped by the harness"
+    description = "vLLM's OpenAI-compatible server, started and stopped by the harness (invariant: " \
+                  "VLLM_BATCH_INVARIANT=1)"
+    capabilities = Capabilities(logprobs="processed", can=frozenset({"batch", "seed", "reset_prefix_cache"}),
+                                settings=frozenset({"enable_prefix_caching", "max_num_batched_tokens"}),
+                                modes=("default", "invariant"))
+
+    @classmethod
+    def from_spec(cls, spec: BackendSpec, model_id: str, device: str) -> Backend:
+        python = Path(os.environ.get(PYTHON_VARIABLE) or DEFAULT_PYTHON)
+        if not os.access(python, os.X_OK):
+            raise ValueError(f"backend {cls.name}: python: {python} is not there; `make vllm` builds it "
+                             f"(or pass --vllm-python)")
+        backend = cls(model_id, device, spec)
+        backend.python = python
+        backend.first = None  # the first server started: what results record of the backend
+        return backend
+
+    @property
+    def uniform_batches(self) -> bool:
+        return self.spec.batching == "request"
+
+    def build(self, args: dict[str, Any]) -> VLLMProcess:
+        source = self.source()
+        if source.weights_dir is None:
+            raise EngineError(f"model {self.model_id!r} has no weights folder for vLLM to load")
+        command = [str(self.python), "-m", "vllm.entrypoints.openai.api_server", "--host", "127.0.0.1",
+                   "--port", str(_free_port()), "--model", str(source.weights_dir),
+                   "--served-model-name", self.model_id, "--dtype", args["dtype"],
+                   "--max-model-len", str(args["max_model_len"]), "--max-num-seqs", str(args["max_num_seqs"]),
+                   "--max-num-batched-tokens", str(args["max_num_batched_tokens"]), *DEFAULT_ARGS,
+                   *([] if args["enable_prefix_caching"] else ["--no-enable-prefix-caching"]), *self.spec.args]
+        env = {**DEFAULT_ENV, **self.spec.env, **({"VLLM_BATCH_INVARIANT": "1"} if args["mode"] == "invariant" else {})}
+        server = VLLMProcess(command, env, self.model_id, self.spec)
+        self.first = self.first or server.description
+        return server
+
+    def record(self) -> dict[str, Any]:
+        return {"name": self.name, **(self.first or {})}
+
+
+class VLLMProcess(Server):
+    """One vLLM server process: the engine for one setting."""
+
+    def __init__(self, command: list[str], env: dict[str, str], model: str, spec: BackendSpec) -> None:
+        port = command[command.index("--port") + 1]
+        super().__init__(f"http://127.0.0.1:{port}", model, spec.timeout, spec.batching)
+        self.command, self.env = command, env
+        self.folder = Path(tempfile.mkdtemp(prefix="bi-bench-vllm-"))
+        self.log = self.folder / "server.log"
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(command, cwd=self.folder, stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, start_new_session=True,
+                                            env={**os.environ, "PYTHONSAFEPATH": "1", **env})
+        self._stop = weakref.finalize(self, _stop_group, self.process)
+        self._wait_ready()
+        self.description = {"version": self.version(), "command": command, "env": env, "reported": self.reported()}
+
+    def close(self) -> None:
+        super().close()
+        self._stop()
+
+    def generate(self, prompts: list[list[int]], sampling_params: list[Any]) -> Any:
+        logged = self.log.stat().st_size
+        try:
+            return super().generate(prompts, sampling_params)
+        except EngineError as exc:
+            raise EngineError(self.root_cause(since=logged) or str(exc)) from None
+
+    def root_cause(self, since: int = 0) -> str | None:
+        """The first error line the server logged (past byte `since`) that is not one of vLLM's wrappers."""
+        with open(self.log, "rb") as log:
+            log.seek(since)
+            text = log.read().decode(errors="replace")
+        for line in text.splitlines():
+            found = ERROR_LINE.search(line)
+            if found and found.group(1) not in WRAPPING_ERRORS:
+                return _first_line(found.group(0))
+        return None
+
+    def reported(self) -> dict[str, Any] | None:
+        """What the server says of its scheduler and cache (GET /server_info, dev mode)."""
+        try:
+            info = self.session.get(f"{self.base_url}/server_info", params={"config_format": "json"},
+                                    timeout=self.timeout).json()
+        except (requests.RequestException, ValueError):
+            return None
+        text = str(info)
+        return {key: found.group(1) for key in ("max_num_seqs", "max_num_batched_tokens", "enable_prefix_caching",
+                                                "enable_chunked_prefill", "logprobs_mode")
+                if (found := re.search(rf"'{key}': '?([\w.]+)", text))}
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self._stop()
+                raise EngineError(self.root_cause() or f"the server exited with code {self.process.returncode} "
+                                                       f"before it was ready (log: {self.log})")
+            try:
+                if self.session.get(f"{self.base_url}/health", timeout=5).ok:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(1)
+        self._stop()
+        raise EngineError(f"not ready within {STARTUP_SECONDS} s (log: {self.log})")
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    """SIGTERM to the server's whole process group (API server, engine core, workers), SIGKILL to what lingers."""
+    for sig, wait in ((signal.SIGTERM, 30.0), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            process.poll()  # reaps the API server, so only live members keep the group
+            try:
+                os.killpg(process.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -93,7 +93,7 @@ def test_an_invariant_server_holds_its_claims_and_what_it_cannot_do_is_not_appli
     reasons = {case["id"]: case["reason"] for case in data["cases"]}
     assert reasons["threads/invariant/tp1"] == ("backend openai cannot run the same engine at another CPU "
                                                 "thread count")
-    assert data["backend"] == {"name": "openai", "version": "standin-1", "base_url": standin.url,
+    assert data["backend"] == {"name": "openai", "label": "openai", "version": "standin-1", "base_url": standin.url,
                                "reported": {"model": MODEL, "mode": "invariant", "batching": "request"},
                                "command": None, "env": None}
     assert data["suite"]["config"]["models"][0]["backend"]["base_url"] == standin.url

