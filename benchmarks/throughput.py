@@ -1,9 +1,12 @@
-"""End-to-end throughput: our engine (default, invariant, tp-invariant) against Hugging Face generate, same prompts.
+"""End-to-end throughput, engine against engine, through the harness's backends: same prompts, one run.
 
-    python benchmarks/throughput.py --model smollm2-135m --dtype bfloat16 --requests 64 --prompt-len 128 \
-        --new-tokens 128 --out benchmarks/results/throughput.json
+    python benchmarks/throughput.py --backends bi-bench,vllm,transformers --dtypes float32,bfloat16 \
+        --requests 64,1 --prompt-len 128 --new-tokens 128 --out benchmarks/results/throughput-backends.json
 
-Every figure is measured in this one run, side by side; ratios are the portable result.
+Each backend x dtype x mode gets one engine (a vLLM server for vllm), a warm-up, then one timed greedy generate per
+request count. Beside each figure: the memory-bandwidth bound of a decode step that reads every weight once
+(bandwidth measured here, at this thread count), scaled by the requests sharing that read. An engine that fails
+is reported with its error, never raised. Ratios within the one run are the portable result.
 """
 from __future__ import annotations
 
@@ -16,10 +19,17 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM
 
-from bi_bench.engine import LLM, SamplingParams
+from bi_bench.engine import SamplingParams
+from bi_bench.engine.loader import resolve
+from bi_bench.harness.backends import EngineError, NotApplicable
+from bi_bench.harness.engines import EnginePool
 from bi_bench.harness.environment import cpu_model
+from bi_bench.harness.model_info import stored_parameters
+from bi_bench.harness.suite import BackendSpec, ModelSpec
 from bi_bench.kernels.cpu.extension import extension
 from bi_bench.kernels.cpu.isa import cpu_flags, isa_features
+
+BYTES = {"float32": 4, "bfloat16": 2}
 
 
 def make_prompts(vocab: int, count: int, length: int, seed: int) -> list[list[int]]:
@@ -27,86 +37,106 @@ def make_prompts(vocab: int, count: int, length: int, seed: int) -> list[list[in
     return [[rng.randrange(3, vocab) for _ in range(length)] for _ in range(count)]
 
 
-def time_generate(llm: LLM, prompts: list[list[int]], new_tokens: int) -> dict:
+def time_generate(llm, prompts: list[list[int]], new_tokens: int) -> dict:
     """One timed generate of `new_tokens` per prompt (greedy)."""
+    params = SamplingParams(temperature=0.0, max_tokens=new_tokens, ignore_eos=True)
     start = time.perf_counter()
-    outputs = llm.generate(prompts, SamplingParams(temperature=0.0, max_tokens=new_tokens, ignore_eos=True))
+    outputs = llm.generate(prompts, [params] * len(prompts))
     seconds = time.perf_counter() - start
     tokens = sum(len(o.token_ids) for o in outputs)
     return {"seconds": seconds, "tokens": tokens, "tok_per_s": tokens / seconds}
 
 
-def time_engine(model: str, dtype: str, mode: str, tp: int, prompts: list[list[int]], new_tokens: int,
-                kernels: dict[str, str]) -> dict:
-    llm = LLM(model, dtype=dtype, mode=mode, tensor_parallel_size=tp, kernels=kernels, max_num_seqs=len(prompts),
-              max_model_len=len(prompts[0]) + new_tokens)
-    llm.generate(prompts[:2], SamplingParams(temperature=0.0, max_tokens=2))  # warm-up
-    timing = time_generate(llm, prompts, new_tokens)
-    chosen = llm.kernels
-    llm.close()
-    name = f"bi-bench {mode}" + (" " + ",".join(f"{op}={v}" for op, v in kernels.items()) if kernels else "")
-    return {"engine": name, "mode": mode, "overrides": kernels, "tp": tp, "kernels": chosen, **timing}
+def read_bandwidth(gigabytes: float = 2.0) -> float:
+    """Bytes/s that torch's sum reads at the current thread count (best of 3 passes over a fresh buffer)."""
+    buffer = torch.ones(int(gigabytes * 2**30) // 4, dtype=torch.float32)
+    buffer.sum()
+    best = min(_timed(lambda: buffer.sum()) for _ in range(3))
+    return buffer.numel() * 4 / best
 
 
-def time_hf(weights_dir: Path, dtype: str, prompts: list[list[int]], new_tokens: int) -> dict:
-    model = AutoModelForCausalLM.from_pretrained(weights_dir, dtype=getattr(torch, dtype))
-    ids = torch.tensor(prompts)
+def _timed(fn) -> float:
     start = time.perf_counter()
-    with torch.inference_mode():
-        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
-                             min_new_tokens=new_tokens, do_sample=False, pad_token_id=0)
-    seconds = time.perf_counter() - start
-    tokens = (out.shape[1] - ids.shape[1]) * ids.shape[0]
-    return {"engine": "hf generate", "seconds": seconds, "tokens": tokens, "tok_per_s": tokens / seconds}
+    fn()
+    return time.perf_counter() - start
 
 
-def side_by_side(runs: list[dict]) -> dict[str, float]:
-    """Each run against our default mode (default kernels): tok/s over HF generate, wall time over default."""
-    by_engine = {run["engine"]: run for run in runs}
-    default = by_engine.get("bi-bench default")
-    if default is None:
-        return {}
-    ratios = {}
-    if "hf generate" in by_engine:
-        ratios["default_vs_hf_tok_per_s"] = default["tok_per_s"] / by_engine["hf generate"]["tok_per_s"]
-    for run in runs:
-        if run["engine"] not in ("hf generate", "bi-bench default"):
-            ratios[f"{run['engine'].removeprefix('bi-bench ')}_vs_default_wall"] = run["seconds"] / default["seconds"]
-    return ratios
+def time_backend(backend: str, model: str, dtype: str, mode: str, prompts: list[list[int]], requests: list[int],
+                 new_tokens: int) -> list[dict]:
+    spec = ModelSpec(id=model, dtype=dtype, max_model_len=len(prompts[0]) + new_tokens + 16, max_num_seqs=max(requests),
+                     backend=BackendSpec(name=backend, args=["--enforce-eager"] if backend == "vllm" else [],
+                                         env={"VLLM_CPU_OMP_THREADS_BIND": f"0-{torch.get_num_threads() - 1}"}
+                                         if backend == "vllm" else {}))
+    label = {"backend": backend, "dtype": dtype, "mode": mode}
+    pool = EnginePool(spec, "cpu")
+    try:
+        engine = pool.get(mode=mode)
+        engine.generate(prompts[:2], [SamplingParams(temperature=0.0, max_tokens=2)] * 2)  # warm-up
+        return [{**label, "requests": count, **time_generate(engine, prompts[:count], new_tokens)}
+                for count in requests]
+    except (EngineError, NotApplicable) as exc:
+        return [{**label, "requests": count, "error": f"{type(exc).__name__}: {exc}"} for count in requests]
+    finally:
+        pool.close()
+
+
+def time_hf_generate(weights_dir: Path, dtype: str, prompts: list[list[int]], requests: list[int],
+                     new_tokens: int) -> list[dict]:
+    """Hugging Face's own generate (no padding: every prompt has the same length)."""
+    model = AutoModelForCausalLM.from_pretrained(weights_dir, dtype=getattr(torch, dtype))
+    runs = []
+    for count in requests:
+        ids = torch.tensor(prompts[:count])
+        start = time.perf_counter()
+        with torch.inference_mode():
+            out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
+                                 min_new_tokens=new_tokens, do_sample=False, pad_token_id=0)
+        seconds = time.perf_counter() - start
+        tokens = (out.shape[1] - ids.shape[1]) * ids.shape[0]
+        runs.append({"backend": "hf generate", "dtype": dtype, "mode": "default", "requests": count,
+                     "seconds": seconds, "tokens": tokens, "tok_per_s": tokens / seconds})
+    return runs
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"])
-    parser.add_argument("--requests", type=int, default=64)
+    parser.add_argument("--backends", default="bi-bench,transformers", help="any of bi-bench,vllm,transformers")
+    parser.add_argument("--dtypes", default="float32,bfloat16")
+    parser.add_argument("--modes", default="default,invariant")
+    parser.add_argument("--requests", default="64,1", help="request counts, each one timed generate")
     parser.add_argument("--prompt-len", type=int, default=128)
     parser.add_argument("--new-tokens", type=int, default=128)
-    parser.add_argument("--modes", default="default,invariant,tp-invariant")
-    parser.add_argument("--tp", type=int, default=1, help="tensor-parallel degree of the engine runs")
-    parser.add_argument("--kernels", default="", metavar="OP=VARIANT,...",
-                        help="also time default mode with these variants, e.g. matmul=torch")
-    parser.add_argument("--skip-hf", action="store_true")
+    parser.add_argument("--skip-hf", action="store_true", help="leave out Hugging Face's own generate")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
-    probe = LLM(args.model, dtype="float32", num_kv_blocks=1)
-    prompts = make_prompts(probe.source.config.vocab_size, args.requests, args.prompt_len, seed=0)
-    runs = [time_engine(args.model, args.dtype, mode, args.tp, prompts, args.new_tokens, {})
-            for mode in args.modes.split(",")]
-    if args.kernels:
-        overrides = dict(item.split("=", 1) for item in args.kernels.split(","))
-        runs.append(time_engine(args.model, args.dtype, "default", args.tp, prompts, args.new_tokens, overrides))
-    if not args.skip_hf and probe.source.weights_dir is not None:
-        runs.append(time_hf(probe.source.weights_dir, args.dtype, prompts, args.new_tokens))
-    ratios = side_by_side(runs)
-    report = {"workload": vars(args) | {"out": str(args.out) if args.out else None}, "runs": runs, "ratios": ratios,
-              "hardware": {"cpu": cpu_model(), "isa": isa_features(cpu_flags()), "cpu_kernels": extension().matmul_isa(),
-                           "threads": torch.get_num_threads(), "torch": torch.__version__}}
+    source = resolve(args.model)
+    params = stored_parameters(source)
+    requests = [int(count) for count in args.requests.split(",")]
+    prompts = make_prompts(source.config.vocab_size, max(requests), args.prompt_len, seed=0)
+    bandwidth = read_bandwidth()
+    runs = []
+    for dtype in args.dtypes.split(","):
+        for backend in args.backends.split(","):
+            for mode in args.modes.split(","):
+                runs += time_backend(backend, args.model, dtype, mode, prompts, requests, args.new_tokens)
+        if not args.skip_hf and source.weights_dir is not None:
+            runs += time_hf_generate(source.weights_dir, dtype, prompts, requests, args.new_tokens)
     for run in runs:
-        print(f"{run['engine']:<32} {run['tokens']:>7} tokens {run['seconds']:>8.1f} s {run['tok_per_s']:>9.1f} tok/s")
-    for name, value in ratios.items():
-        print(f"{name}: {value:.2f}x")
+        run["bound_tok_per_s"] = run["requests"] * bandwidth / (params * BYTES[run["dtype"]])
+    report = {"workload": vars(args) | {"out": str(args.out) if args.out else None},
+              "hardware": {"cpu": cpu_model(), "isa": isa_features(cpu_flags()), "cpu_kernels": extension().matmul_isa(),
+                           "threads": torch.get_num_threads(), "torch": torch.__version__,
+                           "read_bandwidth_gb_s": bandwidth / 1e9},
+              "parameters": params, "runs": runs}
+    print(f"{report['hardware']['cpu']} ({','.join(report['hardware']['isa'])}), {torch.get_num_threads()} threads, "
+          f"read bandwidth {bandwidth / 1e9:.1f} GB/s; {args.prompt_len}-token prompts x {args.new_tokens} new tokens")
+    for run in runs:
+        figure = (f"{run['tok_per_s']:>8.1f} tok/s ({run['tok_per_s'] / run['bound_tok_per_s']:.0%} of bound)"
+                  if "error" not in run else run["error"][:90])
+        print(f"{run['backend']:<13} {run['dtype']:<9} {run['mode']:<10} {run['requests']:>3} req  {figure}  "
+              f"bound {run['bound_tok_per_s']:.0f}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2))

@@ -31,6 +31,7 @@ from bi_bench.harness.reproduction import INFIX, ReproductionFile, is_reproducti
 from bi_bench.harness.results import (CaseResult, ResultsFile, SettingThroughput, load_results, overrides_text,
                                       read_json, slug)
 from bi_bench.harness.validate import problems_of, validate_file
+from bi_bench.harness.suite import DEFAULT_BACKEND, model_label
 
 SITE = Path(__file__).resolve().parent.parent / "site"
 MARKER = ".bi-bench-site"  # marks a folder this module built, so a rebuild may empty it
@@ -56,7 +57,8 @@ class Run:
 
     @property
     def model_key(self) -> str:
-        return slug(f"{self.results.model.id}-{self.results.model.dtype}")
+        backend = self.results.backend
+        return slug(model_label(self.results.model.id, self.results.model.dtype, backend.label if backend else None))
 
     @property
     def stem(self) -> str:
@@ -201,6 +203,10 @@ def not_validated_because(results: ResultsFile) -> list[str]:
         (s.verdicts.get("not_applicable", 0) > 0, f"not applicable: {s.verdicts.get('not_applicable', 0)}"),
         (s.claims_held == 0, "no claim held"),
     ]
+    failed = next((c for c in results.cases if c.verdict in ("fail", "engine_error")), None)
+    if failed is not None:
+        reasons.insert(0, (True, f"first failed check: {failed.id} ({failed.verdict}"
+                                 + (f": {failed.reason})" if failed.reason else ")")))
     return [text for applies, text in reasons if applies]
 
 
@@ -395,10 +401,18 @@ def row(model: Model, checks: list[str]) -> dict[str, Any]:
     hardware = dict.fromkeys(r.results.environment.hardware for r in (model.validated_runs or model.runs))
     env = results.environment
     return dict(model=model, run=run, results=results, hardware=list(hardware), tp=tp_degrees(results),
-                engine=f"{env.bi_bench} ({(env.git_commit or 'no git')[:7]}{'+dirty' if env.git_dirty else ''})",
+                engine=engine_label(results),
                 badges={check: check_badge(results.cases, check) for check in checks},
                 max_dlogprob=max_dlogprob(results), unique=unique_completions(results),
                 why=not_validated_because(results))
+
+
+def engine_label(results: ResultsFile) -> str:
+    """The engine under test: another engine's label and version, or this bi-bench's version and commit."""
+    backend, env = results.backend, results.environment
+    if backend is not None and backend.name != DEFAULT_BACKEND:
+        return f"{backend.label or backend.name} {backend.version or ''}".strip()
+    return f"{env.bi_bench} ({(env.git_commit or 'no git')[:7]}{'+dirty' if env.git_dirty else ''})"
 
 
 def table(models: list[Model]) -> dict[str, Any]:

@@ -22,10 +22,19 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+def model_label(model_id: str, dtype: str, backend: str | None) -> str:
+    """A model as tested: id-dtype, and the backend's label unless it is bi-bench's own engine (results folders,
+    leaderboard rows)."""
+    return "-".join(part for part in (model_id, dtype, backend if backend != DEFAULT_BACKEND else None) if part)
+
+
+DEFAULT_BACKEND = "bi-bench"
+
+
 class BackendSpec(Strict):
     """The engine under test (bi_bench.harness.backends); bi-bench's own when a model names none."""
 
-    name: str = Field(default="bi-bench", min_length=1)
+    name: str = Field(default=DEFAULT_BACKEND, min_length=1)
     base_url: str | None = Field(default=None, description="openai: the server's URL, e.g. http://127.0.0.1:8000")
     model: str | None = Field(default=None, description="openai, vllm: the model name the server serves")
     mode: Mode | None = Field(default=None, description="openai: the mode the server claims (default: invariant)")
@@ -60,9 +69,7 @@ class ModelSpec(AddedLater, Strict):
 
     @property
     def label(self) -> str:
-        """id-dtype, and the backend's label unless it is bi-bench's own engine."""
-        engine = self.backend.label if self.backend and self.backend.name != BackendSpec().name else None
-        return "-".join(part for part in (self.id, self.dtype, engine) if part)
+        return model_label(self.id, self.dtype, self.backend.label if self.backend else None)
 
     @model_validator(mode="after")
     def _distinct_tp(self) -> ModelSpec:

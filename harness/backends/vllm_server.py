@@ -27,6 +27,7 @@ from bi_bench.harness.lock import REPO
 from bi_bench.harness.suite import BackendSpec
 
 PYTHON_VARIABLE = "BI_BENCH_VLLM_PYTHON"
+OWNER = "BI_BENCH_VLLM_OWNER"  # the harness process that started a server: tests find what it left behind
 DEFAULT_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
 STARTUP_SECONDS = 600  # a cold start compiles the model: about 2 minutes on 2 cores
 # Both kinds of logprob exist in vLLM; ours are processed, and RL trainers want those (sampler == trainer).
@@ -52,7 +53,7 @@ class VLLMServer(Backend):
                              f"(or pass --vllm-python)")
         backend = cls(model_id, device, spec)
         backend.python = python
-        backend.first = None  # the first server started: what results record of the backend
+        backend.started = {}  # mode -> its first server's description: results record default mode's
         return backend
 
     @property
@@ -71,11 +72,13 @@ class VLLMServer(Backend):
                    *([] if args["enable_prefix_caching"] else ["--no-enable-prefix-caching"]), *self.spec.args]
         env = {**DEFAULT_ENV, **self.spec.env, **({"VLLM_BATCH_INVARIANT": "1"} if args["mode"] == "invariant" else {})}
         server = VLLMProcess(command, env, self.model_id, self.spec)
-        self.first = self.first or server.description
+        self.started.setdefault(args["mode"], server.description)
         return server
 
     def record(self) -> dict[str, Any]:
-        return {"name": self.name, **(self.first or {})}
+        """Default mode's server (invariant mode's adds VLLM_BATCH_INVARIANT=1), else the first one started."""
+        described = self.started.get("default") or next(iter(self.started.values()), {})
+        return {"name": self.name, **described}
 
 
 class VLLMProcess(Server):
@@ -90,7 +93,8 @@ class VLLMProcess(Server):
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(command, cwd=self.folder, stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, start_new_session=True,
-                                            env={**os.environ, "PYTHONSAFEPATH": "1", **env})
+                                            env={**os.environ, "PYTHONSAFEPATH": "1", OWNER: str(os.getpid()),
+                                                 **env})
         self._stop = weakref.finalize(self, _stop_group, self.process)
         self._wait_ready()
         self.description = {"version": self.version(), "command": command, "env": env, "reported": self.reported()}
@@ -104,6 +108,8 @@ class VLLMProcess(Server):
         try:
             return super().generate(prompts, sampling_params)
         except EngineError as exc:
+            if self.process.poll() is not None:  # died earlier: its cause is further back in the log
+                raise EngineError(f"the server had exited: {self.root_cause() or exc}") from None
             raise EngineError(self.root_cause(since=logged) or str(exc)) from None
 
     def root_cause(self, since: int = 0) -> str | None:

@@ -171,3 +171,14 @@ def test_transformers_runs_an_unmodified_hf_model_left_padded_in_both_modes(tmp_
     assert case["kernels"] == {"model": "transformers/eager", "log_softmax": "cpu_canonical"}
     assert data["model"]["params_count"] > 100_000_000 and data["model"]["weights_sha256"]
     assert invoke("validate", path).exit_code == 0
+
+
+def test_the_leaderboard_has_a_row_per_model_and_backend_naming_its_first_failed_check(tmp_path: Path) -> None:
+    with StandIn("batch_dependent") as standin:
+        invoke("run", write_suite(tmp_path, openai_document(standin.url)), "--out", tmp_path / "results")
+    result = invoke("site", "build", "--results", tmp_path / "results", "--out", tmp_path / "site")
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "site" / "index.html").read_text()
+    assert (tmp_path / "site" / "models" / "random-tiny-qwen3-float32-openai.html").exists()
+    assert "openai standin-1" in page
+    assert "first failed check: batch_size/invariant/tp1 (fail)" in page
