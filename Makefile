@@ -63,7 +63,7 @@ test-fast: install
 
 # The whole suite against today's newest releases, in a venv of their own (not part of CI): a breaking release
 # shows here before a user meets it.
-test-latest:
+test-latest: vllm
 	rm -f $(LATEST)/.bi-bench-installed
 	$(MAKE) $(LATEST)/.bi-bench-installed
 	$(LATEST)/bin/python -m pytest -n $(PYTEST_WORKERS) -q

@@ -6,12 +6,16 @@ from pathlib import Path
 
 import pytest
 
+from bi_bench.engine.config import DTYPES
 from bi_bench.harness.reproduction import is_reproduction
 from conftest import REPO, invoke
 
 
 def committed(model: str) -> list[Path]:
-    return sorted(p for p in (REPO / "results").glob(f"{model}-*/cpu-*/*.json") if not is_reproduction(p))
+    """Runs of bi-bench's own engine: results/<model>-<dtype>/ (other engines' folders add their backend)."""
+    ours = {f"{model}-{dtype}" for dtype in DTYPES}
+    return sorted(p for p in (REPO / "results").glob(f"{model}-*/cpu-*/*.json")
+                  if not is_reproduction(p) and p.parent.parent.name in ours)
 
 
 @pytest.mark.slow
