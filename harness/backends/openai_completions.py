@@ -75,7 +75,7 @@ class Server:
             answer = self.session.get(f"{self.base_url}/v1/models", timeout=self.timeout)
             served = [entry.get("id") for entry in answer.json().get("data", [])]
         except requests.RequestException as exc:
-            raise ValueError(f"backend {backend}: base_url: cannot reach {self.base_url} ({_first_line(exc)})") from None
+            raise ValueError(f"backend {backend}: base_url: cannot reach {self.base_url} ({first_line(exc)})") from None
         except (ValueError, AttributeError):
             raise ValueError(f"backend {backend}: base_url: {self.base_url}/v1/models did not answer a model "
                              f"list (HTTP {answer.status_code})") from None
@@ -120,7 +120,7 @@ class Server:
         except requests.Timeout:
             raise EngineError(f"no answer within {self.timeout:g} s") from None
         except requests.RequestException as exc:
-            raise EngineError(_first_line(exc)) from None
+            raise EngineError(first_line(exc)) from None
         if not answer.ok:
             raise EngineError(f"HTTP {answer.status_code}: {_error_message(answer)}")
         try:
@@ -183,9 +183,9 @@ def _error_message(answer: requests.Response) -> str:
         message = error.get("error", error).get("message") if isinstance(error, dict) else None
     except (ValueError, AttributeError):
         message = None
-    return _first_line(message or answer.text or answer.reason)
+    return first_line(message or answer.text or answer.reason)
 
 
-def _first_line(error: object) -> str:
+def first_line(error: object) -> str:
     lines = str(error).strip().splitlines()
     return lines[0][:300] if lines else type(error).__name__

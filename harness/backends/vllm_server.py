@@ -22,7 +22,7 @@ from typing import Any
 import requests
 
 from bi_bench.harness.backends.base import Backend, Capabilities, EngineError
-from bi_bench.harness.backends.openai_completions import Server, _first_line
+from bi_bench.harness.backends.openai_completions import Server, first_line
 from bi_bench.harness.lock import REPO
 from bi_bench.harness.suite import BackendSpec
 
@@ -120,7 +120,7 @@ class VLLMProcess(Server):
         for line in text.splitlines():
             found = ERROR_LINE.search(line)
             if found and found.group(1) not in WRAPPING_ERRORS:
-                return _first_line(found.group(0))
+                return first_line(found.group(0))
         return None
 
     def reported(self) -> dict[str, Any] | None:
