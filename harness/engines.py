@@ -5,6 +5,7 @@ from collections import OrderedDict
 from typing import Any
 
 from bi_bench.harness.backends import Backend, Engine, NotApplicable, backend_for
+from bi_bench.harness.backends.base import SERVER_SETTINGS
 from bi_bench.harness.suite import ModelSpec
 
 # Loading weights dominates a case on CPU, yet each engine holds its own weights and KV cache: keep a few.
@@ -26,7 +27,7 @@ class EnginePool:
                     max_num_batched_tokens=m.max_num_batched_tokens, block_size=m.block_size,
                     lm_head_fp32=m.lm_head_fp32, enable_prefix_caching=True, num_kv_blocks=None,
                     gpu_memory_utilization=m.gpu_memory_utilization)
-        unknown = set(overrides) - set(args)
+        unknown = set(overrides) - set(args) - set(SERVER_SETTINGS)
         if unknown:
             raise TypeError(f"unknown engine setting {sorted(unknown)[0]!r}")
         return {**args, **overrides}
@@ -67,7 +68,7 @@ class EnginePool:
             raise NotApplicable(f"backend {self.backend.name} runs no mode {args['mode']!r} here "
                                 f"(modes: {', '.join(modes)})")
         defaults = self.engine_args()
-        varied = [key for key, value in args.items() if key != "mode" and value != defaults[key]]
+        varied = [key for key, value in args.items() if key != "mode" and value != defaults.get(key)]
         lacking = self.backend.lacking(varied)
         if lacking:
             raise NotApplicable(lacking)

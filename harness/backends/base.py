@@ -7,12 +7,13 @@ a declared capability; a check that needs one the backend lacks is recorded `not
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from contextlib import AbstractContextManager
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Literal, Protocol, Sequence, get_args
 
 from bi_bench.engine import SamplingParams
 from bi_bench.engine.loader import ModelSource, resolve
+from bi_bench.engine.threads import torch_threads
 from bi_bench.harness.model_info import model_record, stored_parameters
 from bi_bench.harness.results import ModelRecord
 from bi_bench.harness.suite import BackendSpec
@@ -33,6 +34,8 @@ Capability = Literal["score", "reset_prefix_cache", "threads", "seed", "batch", 
 # engine settings a check varies (each its own engine): model-wide ones come from the suite's model entry
 Setting = Literal["enable_prefix_caching", "max_num_batched_tokens", "num_kv_blocks", "tensor_parallel_size",
                   "kernels"]
+ServerSetting = Literal["cpu_threads"]  # only servers read it: absent from engine arguments unless a check sets it
+SERVER_SETTINGS = get_args(ServerSetting)
 
 
 class EngineError(Exception):
@@ -76,7 +79,7 @@ class Engine(Protocol):
 class Capabilities:
     logprobs: Literal["processed", "raw"]  # which logprobs generate returns
     can: frozenset[Capability]
-    settings: frozenset[Setting]
+    settings: frozenset[Setting | ServerSetting]
     modes: tuple[str, ...]  # the modes the backend can run
 
 
@@ -119,8 +122,14 @@ class Backend(ABC):
     def build(self, args: dict[str, Any]) -> Engine:
         """An engine with `args`: mode, tensor_parallel_size, kernels and the model's engine settings."""
 
-    def threads(self, count: int) -> AbstractContextManager[None]:
-        raise NotApplicable(f"backend {self.name}: {CAPABILITIES['threads']}: not available")
+    @contextmanager
+    def threads(self, count: int) -> Iterator[dict[str, Any]]:
+        """Runs its body at `count` CPU threads; yields the settings of an engine at that count. In-process
+        backends yield none: torch's thread count is the process's, so the engine already built takes it."""
+        if "threads" not in self.capabilities.can:
+            raise NotApplicable(f"backend {self.name}: {CAPABILITIES['threads']}: not available")
+        with torch_threads(count):
+            yield {}
 
     def record(self) -> dict[str, Any]:
         """What results record of the backend: its version, how it was started, what it reported."""

@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import importlib.metadata
-from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, get_args
 
 from bi_bench.engine import LLM
-from bi_bench.engine.threads import torch_threads
 from bi_bench.harness.backends.base import Backend, Capabilities, Capability, Setting
 from bi_bench.engine.loader import ModelSource
 from bi_bench.harness.model_info import model_record
@@ -29,9 +27,6 @@ class BiBench(Backend):
 
     def build(self, args: dict[str, Any]) -> LLM:
         return LLM(self.model_id, **args)
-
-    def threads(self, count: int) -> AbstractContextManager[None]:
-        return torch_threads(count)
 
     def record(self) -> dict[str, Any]:
         return {"name": self.name, "version": importlib.metadata.version("bi-bench")}

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
-from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
@@ -15,7 +14,6 @@ from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from bi_bench.engine import SamplingParams
 from bi_bench.engine.layers.sampler import SampleRequest, Sampler
-from bi_bench.engine.threads import torch_threads
 from bi_bench.harness.backends.base import Backend, Capabilities, Completion, NotApplicable
 from bi_bench.kernels import batch_invariant_mode, select
 
@@ -40,15 +38,12 @@ class Transformers(Backend):
         return HFEngine(model.eval(), args["mode"], Sampler(select("log_softmax", "cpu", dtype, args["mode"])),
                         pad_id=source.config.eos_token_id if isinstance(source.config.eos_token_id, int) else 0)
 
-    def threads(self, count: int) -> AbstractContextManager[None]:
-        return torch_threads(count)
-
     def record(self) -> dict[str, Any]:
         return {"name": self.name, "version": importlib.metadata.version("transformers"),
                 "reported": {"attn_implementation": self.spec.attn_implementation or "eager"}}
 
 
-def _mode(mode: str) -> AbstractContextManager[None]:
+def _mode(mode: str) -> contextlib.AbstractContextManager[None]:
     return batch_invariant_mode() if mode == "invariant" else contextlib.nullcontext()
 
 

@@ -16,8 +16,9 @@ import subprocess
 import tempfile
 import time
 import weakref
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import requests
 
@@ -41,8 +42,9 @@ class VLLMServer(Backend):
     name = "vllm"
     description = "vLLM's OpenAI-compatible server, started and stopped by the harness (invariant: " \
                   "VLLM_BATCH_INVARIANT=1)"
-    capabilities = Capabilities(logprobs="processed", can=frozenset({"batch", "seed", "reset_prefix_cache"}),
-                                settings=frozenset({"enable_prefix_caching", "max_num_batched_tokens"}),
+    capabilities = Capabilities(logprobs="processed",
+                                can=frozenset({"batch", "seed", "reset_prefix_cache", "threads"}),
+                                settings=frozenset({"enable_prefix_caching", "max_num_batched_tokens", "cpu_threads"}),
                                 modes=("default", "invariant"))
 
     @classmethod
@@ -70,10 +72,16 @@ class VLLMServer(Backend):
                    "--max-model-len", str(args["max_model_len"]), "--max-num-seqs", str(args["max_num_seqs"]),
                    "--max-num-batched-tokens", str(args["max_num_batched_tokens"]), *DEFAULT_ARGS,
                    *([] if args["enable_prefix_caching"] else ["--no-enable-prefix-caching"]), *self.spec.args]
-        env = {**DEFAULT_ENV, **self.spec.env, **({"VLLM_BATCH_INVARIANT": "1"} if args["mode"] == "invariant" else {})}
+        env = {**DEFAULT_ENV, **self.spec.env, **_threads_env(args.get("cpu_threads")),
+               **({"VLLM_BATCH_INVARIANT": "1"} if args["mode"] == "invariant" else {})}
         server = VLLMProcess(command, env, self.model_id, self.spec)
-        self.started.setdefault(args["mode"], server.description)
+        if args.get("cpu_threads") is None:  # the threads check's servers are not the suite's own
+            self.started.setdefault(args["mode"], server.description)
         return server
+
+    @contextmanager
+    def threads(self, count: int) -> Iterator[dict[str, Any]]:
+        yield {"cpu_threads": count}
 
     def record(self) -> dict[str, Any]:
         """Default mode's server (invariant mode's adds VLLM_BATCH_INVARIANT=1), else the first one started."""
@@ -167,6 +175,12 @@ def _stop_group(process: subprocess.Popen) -> None:
             except ProcessLookupError:
                 return
             time.sleep(0.2)
+
+
+def _threads_env(count: int | None) -> dict[str, str]:
+    """vLLM binds one OpenMP thread per listed core and drops repeated cores, so a count beyond the cores (or
+    below them) runs unbound: OMP_NUM_THREADS threads for torch and vLLM's own kernels alike."""
+    return {} if count is None else {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": str(count)}
 
 
 def _free_port() -> int:

@@ -1,4 +1,5 @@
-"""threads: one batch at several torch thread counts (torch.set_num_threads), which split the CPU work differently."""
+"""threads: one batch at several CPU thread counts, which split the CPU work differently (in-process backends:
+torch.set_num_threads on the same engine; servers: one server per count)."""
 from __future__ import annotations
 
 from typing import Annotated
@@ -23,15 +24,14 @@ class Params(CheckParams):
 # needles per batch size (1, 4, 13), and the same bits at every count for the rest: a control that may not diverge.
 @register("threads", Params, needs=("batch", "threads"), control=False)
 def run(ctx: CaseContext, params: Params) -> Group:
-    """One batch at the first torch thread count vs at each other count (default mode seldom diverges: no control)."""
-    llm = ctx.llm()
+    """One batch at the first thread count vs at each other count (default mode seldom diverges: no control)."""
     needle = ctx.needle()
     neighbours = ctx.neighbours(params.batch_size - 1)
     position = ctx.rng.randrange(params.batch_size)
 
     def at(count: int) -> Observation:
-        with ctx.pool.backend.threads(count):
-            return ctx.in_batch(llm, needle, neighbours, position)
+        with ctx.pool.backend.threads(count) as settings:
+            return ctx.in_batch(ctx.llm(**settings), needle, neighbours, position)
 
     first, *others = params.thread_counts
     reference = at(first)

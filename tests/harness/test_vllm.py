@@ -64,6 +64,21 @@ def test_vllm_cpu_default_mode_is_judged_and_its_invariant_mode_is_an_engine_err
     assert servers() == []
 
 
+def test_threads_runs_one_server_per_thread_count(tmp_path: Path) -> None:
+    document = {**vllm_document(), "modes": ["default"],
+                "checks": {"threads": {"thread_counts": [1, 3], "batch_size": 4}}}
+    invoke("run", write_suite(tmp_path, document), "--out", tmp_path / "out")
+    [path] = results_files(tmp_path / "out")
+    data = load(path)
+    [case] = data["cases"]
+    assert "OMP_NUM_THREADS" not in data["backend"]["env"]  # the record is the suite's own server's
+    assert case["id"] == "threads/default/tp1" and case["verdict"] in ("diverged", "equal"), case
+    [observation] = case["observations"]
+    [label] = [candidate["label"] for candidate in observation["candidates"]]
+    assert label.startswith("threads=3 batch=4 ")
+    assert servers() == []
+
+
 def test_ctrl_c_stops_every_server(tmp_path: Path) -> None:
     suite = write_suite(tmp_path, vllm_document())
     job = subprocess.Popen([sys.executable, "-m", "bi_bench.harness.cli", "run", str(suite), "--out",
