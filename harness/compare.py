@@ -12,7 +12,8 @@ from bi_bench.harness.results import CaseResult, ResultsFile
 FIELDS = ("suite.name", "suite.sha256", "suite.shard", "suite.quick", "model.id", "model.dtype", "model.revision",
           "model.weights_sha256", "environment.hardware", "environment.cpu_isa", "environment.cpu_capability",
           "environment.torch_threads", "environment.torch", "environment.triton",
-          "environment.transformers", "environment.bi_bench", "environment.git_commit", "environment.git_dirty")
+          "environment.transformers", "environment.bi_bench", "environment.git_commit", "environment.git_dirty",
+          "backend.label", "backend.version")
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class Changes:
 
 
 def changes(a: ResultsFile, b: ResultsFile) -> Changes:
-    fields = [(f, _get(a, f), _get(b, f)) for f in FIELDS if _get(a, f) != _get(b, f)]
+    fields = [(f, a.field(f), b.field(f)) for f in FIELDS if a.field(f) != b.field(f)]
     cases_a, cases_b = {c.id: c for c in a.cases}, {c.id: c for c in b.cases}
     common = [cid for cid in cases_a if cid in cases_b]
     changed = [_case_change(cases_a[cid], cases_b[cid]) for cid in common]
@@ -47,11 +48,6 @@ def _case_change(a: CaseResult, b: CaseResult) -> CaseChange:
         return case.metrics.max_abs_dlogprob if case.metrics else None
 
     return CaseChange(a.id, (a.verdict, b.verdict), a.digests == b.digests, (dmax(a), dmax(b)))
-
-
-def _get(results: ResultsFile, dotted_field: str) -> object:
-    section, name = dotted_field.split(".")
-    return getattr(getattr(results, section), name)
 
 
 def render(console: Console, a: ResultsFile, b: ResultsFile) -> None:

@@ -9,7 +9,7 @@ from bi_bench.harness.results import load_results
 from bi_bench.harness.validate import problems_of
 
 MUST_MATCH = ("suite.sha256", "suite.quick", "model.id", "model.dtype", "model.weights_sha256",
-              "environment.hardware", "environment.device")
+              "environment.hardware", "environment.device", "backend.label")
 
 
 def merge(paths: list[Path], command: list[str]) -> ResultsFile:
@@ -21,9 +21,9 @@ def merge(paths: list[Path], command: list[str]) -> ResultsFile:
     first_path, first = shards[0]
     for path, results in shards[1:]:
         for field in MUST_MATCH:
-            if _get(results, field) != _get(first, field):
-                raise ValueError(f"{path}: {field} is {_get(results, field)!r}, but {first_path} has "
-                                 f"{_get(first, field)!r}: not shards of one run")
+            if results.field(field) != first.field(field):
+                raise ValueError(f"{path}: {field} is {results.field(field)!r}, but {first_path} has "
+                                 f"{first.field(field)!r}: not shards of one run")
     count, indices = _shard_numbers(shards)
     cases = _union_of_cases(shards)
     complete = sorted(indices) == list(range(1, count + 1))
@@ -40,12 +40,8 @@ def merge(paths: list[Path], command: list[str]) -> ResultsFile:
         cases=cases,
         throughput=ordered[0][1].throughput,
         summary=summarize(cases, first.model.synthetic_weights, complete),
+        backend=first.backend,
     )
-
-
-def _get(results: ResultsFile, dotted_field: str):
-    section, name = dotted_field.split(".")
-    return getattr(getattr(results, section), name)
 
 
 def _shard_numbers(shards: list[tuple[Path, ResultsFile]]) -> tuple[int, list[int]]:

@@ -62,7 +62,7 @@ def summary_table(path: Path, results: ResultsFile) -> Table:
     for case in results.cases:
         if case.verdict in QUIET:
             continue
-        verdict = case.verdict + (" (control)" if case.mode == "default" and case.control else "")
+        verdict = case.verdict + (" (control)" if case.is_control else "")
         table.add_row(case.check, case.mode, str(case.tp), kernels_text(case.kernel_overrides),
                       f"[{VERDICT_STYLE[case.verdict]}]{verdict}[/]", _dlogprob(case), _divergence(case))
     return table

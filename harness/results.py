@@ -48,6 +48,11 @@ class CaseResult(Record):
     observations: list[Group] = Field(default_factory=list)
     digests: list[GroupDigests] = Field(default_factory=list)
 
+    @property
+    def is_control(self) -> bool:
+        """A default-mode case of a check that must diverge there: it shows the check can fail."""
+        return self.mode == "default" and self.control
+
 
 class SuiteRecord(Record):
     name: str
@@ -186,6 +191,11 @@ class ResultsFile(AddedLater, Record):
     throughput: Throughput
     summary: Summary
     backend: BackendRecord | None = None  # since 2026-12-04; older files ran bi-bench's own engine
+
+    def field(self, dotted_field: str) -> object:
+        """The value at "section.name" (None where the section is absent, as `backend` in older files)."""
+        section, name = dotted_field.split(".")
+        return getattr(getattr(self, section), name, None)
 
 
 def write_atomic(path: Path, data: dict[str, Any], max_bytes: int | None = None) -> None:

@@ -15,7 +15,7 @@ def summarize(cases: list[CaseResult], synthetic_weights: bool, complete: bool) 
     """`complete`: the file holds every case of its suite (not one shard of it)."""
     counts = {v: sum(c.verdict == v for c in cases) for v in get_args(Verdict)}
     verdicts = {v: n for v, n in counts.items() if n or v not in ADDED_LATER}
-    controls = [c for c in cases if c.mode == "default" and c.control and c.verdict not in NOT_RUN]
+    controls = [c for c in cases if c.is_control and c.verdict not in NOT_RUN]
     diverged = sum(c.verdict == "diverged" for c in controls)
     # With no diverging control nothing shows the checks could fail; a shard may simply hold no controls.
     none_diverged = diverged == 0

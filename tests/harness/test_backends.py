@@ -102,6 +102,19 @@ def test_an_invariant_server_holds_its_claims_and_what_it_cannot_do_is_not_appli
     assert invoke("validate", path).exit_code == 0
 
 
+def test_shards_of_a_server_run_merge_with_their_backend(tmp_path: Path) -> None:
+    with StandIn("invariant") as standin:
+        suite = write_suite(tmp_path, openai_document(standin.url))
+        for shard in ("1/2", "2/2"):
+            invoke("run", suite, "--out", tmp_path / "out", "--shard", shard)
+    shards = results_files(tmp_path / "out")
+    result = invoke("merge", *shards, "-o", tmp_path / "merged.json")
+    assert result.exit_code == 0, result.output
+    merged = load(tmp_path / "merged.json")
+    assert merged["backend"] == load(shards[0])["backend"] and merged["backend"]["name"] == "openai"
+    assert invoke("validate", tmp_path / "merged.json").exit_code == 0
+
+
 @pytest.mark.parametrize("batching", ["request", "concurrent"])
 def test_a_server_that_is_not_invariant_fails(tmp_path: Path, batching: str) -> None:
     with StandIn("batch_dependent") as standin:
