@@ -36,6 +36,8 @@ DEFAULT_ARGS = ("--logprobs-mode", "processed_logprobs")
 DEFAULT_ENV = {"VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_SERVER_DEV_MODE": "1"}  # dev mode: /reset_prefix_cache
 ERROR_LINE = re.compile(r"\b(\w*(?:Error|Exception)): \S.*")  # past the log prefix (process, level, time)
 WRAPPING_ERRORS = ("EngineDeadError", "EngineGenerateError")  # vLLM's own wrappers around the root cause
+# a logged line below error level may quote an error it only warns of ("... like `OSError: [Errno 24] ...`")
+QUIET_LEVEL = re.compile(r"\b(?:DEBUG|INFO|WARNING) \d\d-\d\d ")
 
 
 class VLLMServer(Backend):
@@ -117,19 +119,8 @@ class VLLMProcess(Server):
             return super().generate(prompts, sampling_params)
         except EngineError as exc:
             if self.process.poll() is not None:  # died earlier: its cause is further back in the log
-                raise EngineError(f"the server had exited: {self.root_cause() or exc}") from None
-            raise EngineError(self.root_cause(since=logged) or str(exc)) from None
-
-    def root_cause(self, since: int = 0) -> str | None:
-        """The first error line the server logged (past byte `since`) that is not one of vLLM's wrappers."""
-        with open(self.log, "rb") as log:
-            log.seek(since)
-            text = log.read().decode(errors="replace")
-        for line in text.splitlines():
-            found = ERROR_LINE.search(line)
-            if found and found.group(1) not in WRAPPING_ERRORS:
-                return first_line(found.group(0))
-        return None
+                raise EngineError(f"the server had exited: {root_cause(self.log) or exc}") from None
+            raise EngineError(root_cause(self.log, since=logged) or _earlier(root_cause(self.log), exc)) from None
 
     def reported(self) -> dict[str, Any] | None:
         """What the server says of its scheduler and cache (GET /server_info, dev mode)."""
@@ -148,7 +139,7 @@ class VLLMProcess(Server):
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 self._stop()
-                raise EngineError(self.root_cause() or f"the server exited with code {self.process.returncode} "
+                raise EngineError(root_cause(self.log) or f"the server exited with code {self.process.returncode} "
                                                        f"before it was ready (log: {self.log})")
             try:
                 if self.session.get(f"{self.base_url}/health", timeout=5).ok:
@@ -158,6 +149,23 @@ class VLLMProcess(Server):
             time.sleep(1)
         self._stop()
         raise EngineError(f"not ready within {STARTUP_SECONDS} s (log: {self.log})")
+
+
+def root_cause(log: Path, since: int = 0) -> str | None:
+    """The first error line the server logged (past byte `since`) that is not one of vLLM's wrappers."""
+    with open(log, "rb") as handle:
+        handle.seek(since)
+        text = handle.read().decode(errors="replace")
+    for line in text.splitlines():
+        found = None if QUIET_LEVEL.search(line) else ERROR_LINE.search(line)
+        if found and found.group(1) not in WRAPPING_ERRORS:
+            return first_line(found.group(0))
+    return None
+
+
+def _earlier(cause: str | None, error: EngineError) -> str:
+    """An answer that failed without a new error in the log: the engine died before, of `cause`."""
+    return str(error) if cause is None else f"{error} (logged earlier: {cause})"
 
 
 def _stop_group(process: subprocess.Popen) -> None:

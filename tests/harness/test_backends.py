@@ -11,6 +11,7 @@ import pytest
 from bi_bench.engine import SamplingParams
 from bi_bench.harness.backends import BACKENDS, EngineError
 from bi_bench.harness.backends.openai_completions import Server
+from bi_bench.harness.backends.vllm_server import root_cause
 from conftest import invoke, load, results_files, tiny_document, write_suite
 from standin_server import MODEL, StandIn
 
@@ -195,3 +196,17 @@ def test_the_leaderboard_has_a_row_per_model_and_backend_naming_its_first_failed
     assert (tmp_path / "site" / "models" / "random-tiny-qwen3-float32-openai.html").exists()
     assert "openai standin-1" in page
     assert "first failed check: batch_size/invariant/tp1 (fail)" in page
+
+
+VLLM_LOG = """\
+(APIServer pid=1) WARNING 12-05 06:58:30 [system_utils.py:255] Found ulimit of 20000 ... like `OSError: [Errno 24] Too many open files`
+(Worker pid=3) ERROR 12-05 06:58:51 [multiproc_executor.py:1063] TypeError: 'function' object is not subscriptable
+(APIServer pid=1) ERROR 12-05 06:58:51 [async_llm.py:906] vllm.v1.engine.exceptions.EngineDeadError: EngineCore encountered an issue.
+"""
+
+
+def test_the_root_cause_is_the_first_error_vllm_logged_not_a_warning_nor_its_wrapper(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    log.write_text(VLLM_LOG)
+    assert root_cause(log) == "TypeError: 'function' object is not subscriptable"
+    assert root_cause(log, since=len(VLLM_LOG)) is None
