@@ -19,6 +19,7 @@ from bi_bench.harness.listing import backends_table, checks_table, kernels_table
 from bi_bench.harness.matrix import expand
 from bi_bench.harness.matrix import shard as shard_cases
 from bi_bench.harness.merge import merge as merge_shards
+from bi_bench.harness.package_data import suite_file
 from bi_bench.harness.report import ProgressReporter, print_summary, wide_console
 from bi_bench.harness.reproduce import Selection
 from bi_bench.harness.reproduce import plan as plan_reproduction
@@ -31,7 +32,7 @@ from bi_bench.harness.suite_loader import LoadedSuite, load_suite
 from bi_bench.harness.results import load_results
 from bi_bench.harness.validate import problems_of, validate_file
 
-DEMO_SUITE = Path(__file__).resolve().parent.parent / "suites" / "smollm2-cpu.yaml"
+DEMO_SUITE = "smollm2-cpu.yaml"
 CHECK_FAILED = 1
 INTERRUPTED = 130
 
@@ -89,7 +90,7 @@ def _print_outputs(llm: LLM, prompts: list[str], params: SamplingParams) -> None
 @one_line_errors
 def demo(out: Path, quick: bool) -> None:
     """The embedded demo: suites/smollm2-cpu.yaml (smollm2-135m on this CPU, invariant vs default mode)."""
-    _run(load_suite(DEMO_SUITE, None, quick), RunOptions(out=out, command=list(sys.argv)))
+    _run(load_suite(suite_file(DEMO_SUITE), None, quick), RunOptions(out=out, command=list(sys.argv)))
 
 
 @main.command()

@@ -27,13 +27,13 @@ import plotly.offline
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from bi_bench.harness.metrics import NOT_RUN, Metrics, compare
+from bi_bench.harness.package_data import site_folder
 from bi_bench.harness.reproduction import INFIX, ReproductionFile, is_reproduction
 from bi_bench.harness.results import (CaseResult, ResultsFile, SettingThroughput, load_results, overrides_text,
                                       read_json, slug)
 from bi_bench.harness.validate import problems_of, validate_file
 from bi_bench.harness.suite import DEFAULT_BACKEND, model_label
 
-SITE = Path(__file__).resolve().parent.parent / "site"
 MARKER = ".bi-bench-site"  # marks a folder this module built, so a rebuild may empty it
 VERDICTS = ("pass", "fail", "diverged", "equal", "skipped", "not_applicable", "engine_error")
 VERDICT_COLOURS = ("#1a7f37", "#cf222e", "#bf8700", "#0969da", "#afb8c1", "#d0d7de", "#82071e")
@@ -361,7 +361,7 @@ def throughput_by_setting(results: ResultsFile) -> go.Figure:
 # --- pages ----------------------------------------------------------------------------------------------------
 
 def jinja() -> Environment:
-    env = Environment(loader=FileSystemLoader(SITE / "templates"), autoescape=True, undefined=StrictUndefined,
+    env = Environment(loader=FileSystemLoader(site_folder("templates")), autoescape=True, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)
     env.filters.update(sci=format_sci, rate=format_rate, count=format_count, show=format_value,
                        date=lambda text: text[:10])
@@ -490,7 +490,7 @@ def prepare(out: Path) -> None:
 
 
 def write_static(out: Path) -> None:
-    for sheet in sorted((SITE / "static").glob("*.css")):
+    for sheet in sorted(site_folder("static").glob("*.css")):
         shutil.copyfile(sheet, out / "static" / sheet.name)
     (out / "static" / "plotly.min.js").write_text(plotly.offline.get_plotlyjs(), encoding="utf-8")
 

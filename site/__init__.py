@@ -1,0 +1,2 @@
+"""The leaderboard site's templates and stylesheets, package data: `bi_bench.harness.package_data.site_folder`
+finds them wherever bi-bench is installed."""
