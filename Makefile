@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m pip install --quiet -c $(LOCK) torch
 	$(PYTHON) -m pip install --quiet --no-deps -r $(LOCK)
 	$(PYTHON) -m pip install --quiet --no-deps --no-build-isolation -e .
-	$(PYTHON) -m bi_bench.harness.lock $(LOCK)
+	$(PYTHON) -m bi_bench.harness.run.lock $(LOCK)
 	$(call prepare,$(PYTHON))
 	touch $(STAMP)
 

@@ -69,7 +69,7 @@ def steps(out: Path, suite_out: Path) -> list[Step]:
                            f"{', '.join(map(str, BATCHES))} ({PROMPT_LEN}-token prompts, {NEW_TOKENS} new tokens) "
                            "-> throughput.json", 150, (worker("throughput", str(out)),)),
         Step("suite", "bi-bench run suites/synthetic-gpu.yaml --quick -> suite-*.json", TOTAL_LIMIT_S,
-             ((python, "-c", "from bi_bench.harness.cli import main; main()", "run", "suites/synthetic-gpu.yaml",
+             ((python, "-c", "from bi_bench.harness.cli.main import main; main()", "run", "suites/synthetic-gpu.yaml",
                "--quick", "--out", str(suite_out)),)),
     ]
 
@@ -193,7 +193,7 @@ def prepare() -> None:
 
 
 def environment(out: Path) -> None:
-    from bi_bench.harness.environment import environment as describe
+    from bi_bench.harness.run.environment import environment as describe
 
     env = describe("cuda").model_dump(mode="json")
     (out / "environment.json").write_text(json.dumps(env, indent=2))

@@ -22,10 +22,10 @@ from transformers import AutoModelForCausalLM
 from bi_bench.engine import SamplingParams
 from bi_bench.engine.loader import resolve
 from bi_bench.harness.backends import EngineError, NotApplicable
-from bi_bench.harness.engines import EnginePool
-from bi_bench.harness.environment import cpu_model
-from bi_bench.harness.model_info import stored_parameters
-from bi_bench.harness.suite import BackendSpec, ModelSpec
+from bi_bench.harness.run.pool import EnginePool
+from bi_bench.harness.run.environment import cpu_model
+from bi_bench.harness.run.model_info import stored_parameters
+from bi_bench.harness.suite.schema import BackendSpec, ModelSpec
 from bi_bench.kernels.cpu.extension import extension
 from bi_bench.kernels.cpu.isa import cpu_flags, isa_features
 
@@ -71,7 +71,8 @@ def time_backend(backend: str, model: str, dtype: str, mode: str, prompts: list[
     pool = EnginePool(spec, "cpu")
     try:
         engine = pool.get(mode=mode)
-        engine.generate(prompts[:2], [SamplingParams(temperature=0.0, max_tokens=2)] * 2)  # warm-up
+        warm_up = prompts[:2]
+        engine.generate(warm_up, [SamplingParams(temperature=0.0, max_tokens=2)] * len(warm_up))
         return [{**label, "requests": count, **time_generate(engine, prompts[:count], new_tokens)}
                 for count in requests]
     except (EngineError, NotApplicable) as exc:

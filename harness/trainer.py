@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from bi_bench.engine import LLM, SamplingParams
-from bi_bench.harness.metrics import CLAIMING_MODES
+from bi_bench.harness.results.metrics import CLAIMING_MODES
 from bi_bench.kernels import batch_invariant_mode
 
 

@@ -72,7 +72,7 @@ def test_a_name_another_distribution_has_goes_to_it(tmp_path: Path) -> None:
     theirs = tmp_path / "harness"
     theirs.mkdir()
     (theirs / "__init__.py").write_text("OWNER = 'theirs'\n")
-    done = python_from_root("import harness, bi_bench.harness.lock; print(harness.OWNER)", PYTHONPATH=str(tmp_path))
+    done = python_from_root("import harness, bi_bench.harness.run.lock; print(harness.OWNER)", PYTHONPATH=str(tmp_path))
     assert done.returncode == 0 and done.stdout.strip() == "theirs", done.stderr
 
 

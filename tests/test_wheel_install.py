@@ -18,12 +18,19 @@ from pathlib import Path
 from bi_bench.kernels.cpu.extension import build_isa, module_name
 
 REPO = Path(__file__).resolve().parent.parent
-NOT_SOURCES = shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "results", "_build")
+BUILD_OUTPUT = shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "_build")
+
+
+def not_sources(folder: str, names: list[str]) -> set[str]:
+    """Build output anywhere, and the committed results at the top (harness/results is code)."""
+    return BUILD_OUTPUT(folder, names) | ({"results"} if Path(folder) == REPO else set())
+
+
 RESULTS = REPO / "results" / "smollm2-135m-float32"
 PROBE = """
 import json
-from bi_bench.harness import cli
-from bi_bench.harness.site import jinja
+from bi_bench.harness.cli import main as cli
+from bi_bench.harness.site.build import jinja
 from bi_bench.engine.loader import random_architectures
 from bi_bench.kernels.cpu.extension import build_isa, module_name
 
@@ -46,7 +53,7 @@ def run(*command: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 def build_wheel(tmp_path: Path) -> Path:
     source = tmp_path / "source"
-    shutil.copytree(REPO, source, ignore=NOT_SOURCES)  # no stale build/ leaks into the wheel, none is left here
+    shutil.copytree(REPO, source, ignore=not_sources)  # no stale build/ leaks into the wheel, none is left here
     run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", source,
         "-w", tmp_path / "wheels", cwd=tmp_path)
     [wheel] = (tmp_path / "wheels").glob("*.whl")

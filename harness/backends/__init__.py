@@ -9,7 +9,7 @@ from bi_bench.harness.backends.bi_bench_engine import BiBench
 from bi_bench.harness.backends.huggingface import Transformers
 from bi_bench.harness.backends.openai_completions import OpenAICompletions
 from bi_bench.harness.backends.vllm_server import VLLMServer
-from bi_bench.harness.suite import BackendSpec
+from bi_bench.harness.suite.schema import BackendSpec
 
 BACKENDS: dict[str, type[Backend]] = {kind.name: kind for kind in (BiBench, Transformers, OpenAICompletions,
                                                                     VLLMServer)}

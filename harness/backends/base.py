@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Literal, Protocol, Se
 from bi_bench.engine import SamplingParams
 from bi_bench.engine.loader import ModelSource, resolve
 from bi_bench.engine.threads import torch_threads
-from bi_bench.harness.model_info import model_record, stored_parameters
-from bi_bench.harness.results import ModelRecord
-from bi_bench.harness.suite import BackendSpec
+from bi_bench.harness.run.model_info import model_record, stored_parameters
+from bi_bench.harness.results.file import ModelRecord
+from bi_bench.harness.suite.schema import BackendSpec
 
 if TYPE_CHECKING:
-    from bi_bench.harness.engines import EnginePool
+    from bi_bench.harness.run.pool import EnginePool
 
 CAPABILITIES = {  # what a backend can (or cannot) do
     "score": "score given completion tokens (prompt logprobs)",

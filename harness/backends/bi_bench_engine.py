@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Any, get_args
 from bi_bench.engine import LLM
 from bi_bench.harness.backends.base import Backend, Capabilities, Capability, Setting
 from bi_bench.engine.loader import ModelSource
-from bi_bench.harness.model_info import model_record
-from bi_bench.harness.results import ModelRecord
+from bi_bench.harness.run.model_info import model_record
+from bi_bench.harness.results.file import ModelRecord
 from bi_bench.kernels.registry import MODES
 
 if TYPE_CHECKING:
-    from bi_bench.harness.engines import EnginePool
+    from bi_bench.harness.run.pool import EnginePool
 
 
 class BiBench(Backend):

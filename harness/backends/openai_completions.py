@@ -17,7 +17,7 @@ import requests
 
 from bi_bench.engine import SamplingParams
 from bi_bench.harness.backends.base import Backend, Capabilities, Completion, EngineError, NotApplicable
-from bi_bench.harness.suite import BackendSpec
+from bi_bench.harness.suite.schema import BackendSpec
 from bi_bench.kernels.registry import MODES
 
 NEG_INF_SENTINEL = -9999.0  # JSON has no -inf: vLLM sends this for a token outside the sampled support

@@ -24,8 +24,8 @@ import requests
 
 from bi_bench.harness.backends.base import Backend, Capabilities, EngineError
 from bi_bench.harness.backends.openai_completions import Server, first_line
-from bi_bench.harness.lock import REPO
-from bi_bench.harness.suite import BackendSpec
+from bi_bench.harness.run.lock import REPO
+from bi_bench.harness.suite.schema import BackendSpec
 
 PYTHON_VARIABLE = "BI_BENCH_VLLM_PYTHON"
 OWNER = "BI_BENCH_VLLM_OWNER"  # the harness process that started a server: tests find what it left behind

@@ -8,8 +8,8 @@ from pydantic import Field
 
 from bi_bench.harness.checks.context import CaseContext
 from bi_bench.harness.checks.registry import CheckParams, register
-from bi_bench.harness.observations import Candidate, Group, Observation
-from bi_bench.harness.suite import PositiveInt
+from bi_bench.harness.results.observations import Candidate, Group, Observation
+from bi_bench.harness.suite.schema import PositiveInt
 
 ThreadCount = Annotated[int, Field(ge=1, le=1024)]
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from bi_bench.engine import LLM, SamplingParams
 from bi_bench.engine.threads import torch_threads
-from bi_bench.harness.metrics import same_bits
+from bi_bench.harness.results.metrics import same_bits
 
 PARAMS = SamplingParams(temperature=0.7, top_p=0.95, max_tokens=8, seed=1234, ignore_eos=True)
 

@@ -13,7 +13,7 @@ from bi_bench.engine.models import UnsupportedArchitecture
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bi_bench.harness.cli", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "bi_bench.harness.cli.main", *args], capture_output=True, text=True)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:

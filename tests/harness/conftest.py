@@ -11,9 +11,9 @@ import yaml
 from click.testing import CliRunner, Result
 from filelock import FileLock
 
-from bi_bench.harness.cli import main
-from bi_bench.harness.packed import FLOAT32, float_bytes, pack, unpack
-from bi_bench.harness.repeats import expanded
+from bi_bench.harness.cli.main import main
+from bi_bench.harness.results.packed import FLOAT32, float_bytes, pack, unpack
+from bi_bench.harness.results.repeats import expanded
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "suites" / "tiny.yaml"

@@ -31,7 +31,7 @@ def test_dry_run_lists_the_matrix_and_shards_split_it() -> None:
 
 
 def test_quick_reduces_the_suite() -> None:
-    from bi_bench.harness.suite_loader import load_suite
+    from bi_bench.harness.suite.load import load_suite
 
     quick = load_suite(TINY, quick=True)
     assert quick.is_quick and quick.checks["batch_size"].trials == 1 and quick.suite.sampling.max_tokens <= 4

@@ -1,8 +1,8 @@
 """Metrics compare bits, not values, and stop comparing logprobs where the tokens part ways."""
 from __future__ import annotations
 
-from bi_bench.harness.metrics import case_metrics, compare, verdict
-from bi_bench.harness.observations import Candidate, Group, Observation, digest
+from bi_bench.harness.results.metrics import case_metrics, compare, verdict
+from bi_bench.harness.results.observations import Candidate, Group, Observation, digest
 
 
 def obs(tokens: list[int], logprobs: list[float]) -> Observation:

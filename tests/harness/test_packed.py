@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from bi_bench.harness.observations import Candidate, Group, Observation, digest, sha256
-from bi_bench.harness.packed import FLOAT32, INT32, float_bytes, int_bytes, pack, unpack
+from bi_bench.harness.results.observations import Candidate, Group, Observation, digest, sha256
+from bi_bench.harness.results.packed import FLOAT32, INT32, float_bytes, int_bytes, pack, unpack
 
 SPECIAL = [float(np.float32(v)) for v in (0.0, -0.0, float("-inf"), -1e-45, -1.1754942e-38, -3.4028235e38,
                                           -0.6931471824645996, np.nextafter(np.float32(-1.0), np.float32(0.0)))]

@@ -4,8 +4,8 @@ from __future__ import annotations
 import random
 from types import SimpleNamespace
 
-from bi_bench.harness.prompts import PromptSource
-from bi_bench.harness.suite import Workload
+from bi_bench.harness.suite.prompts import PromptSource
+from bi_bench.harness.suite.schema import Workload
 
 
 def source(workload: Workload) -> PromptSource:

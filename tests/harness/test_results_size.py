@@ -9,13 +9,13 @@ from typing import Any, Callable
 import pytest
 import yaml
 
-from bi_bench.harness import results as results_module
-from bi_bench.harness.environment import environment
-from bi_bench.harness.journal import Journal, JournalHeader
-from bi_bench.harness.results import load_results, save, slug
-from bi_bench.harness.observations import Observation
-from bi_bench.harness.repeats import expanded
-from bi_bench.harness.suite_loader import load_suite
+from bi_bench.harness.results import file as results_module
+from bi_bench.harness.run.environment import environment
+from bi_bench.harness.run.journal import Journal, JournalHeader
+from bi_bench.harness.results.file import load_results, save, slug
+from bi_bench.harness.results.observations import Observation
+from bi_bench.harness.results.repeats import expanded
+from bi_bench.harness.suite.load import load_suite
 from conftest import REPO, invoke, write_suite
 
 sys.path.insert(0, str(REPO / "benchmarks"))

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from bi_bench.harness import runner
+from bi_bench.harness.run import runner
 from conftest import invoke, load, results_files
 
 

@@ -81,7 +81,7 @@ def test_threads_runs_one_server_per_thread_count(tmp_path: Path) -> None:
 
 def test_ctrl_c_stops_every_server(tmp_path: Path) -> None:
     suite = write_suite(tmp_path, vllm_document())
-    job = subprocess.Popen([sys.executable, "-m", "bi_bench.harness.cli", "run", str(suite), "--out",
+    job = subprocess.Popen([sys.executable, "-m", "bi_bench.harness.cli.main", "run", str(suite), "--out",
                             str(tmp_path / "out")], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:

@@ -41,6 +41,20 @@ def test_matmul_accuracy(name: str, dtype: torch.dtype) -> None:
     assert rel_err(linear(name, x, w, b), expected) < TOLERANCE[dtype]
 
 
+@pytest.mark.parametrize("name", cpu_variants("matmul"))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_matmul_on_a_parameter_follows_in_place_updates(name: str, dtype: torch.dtype) -> None:
+    """Variants may keep a converted or packed copy of a parameter (kernels/cpu/derived.py): it must be made
+    again after the parameter changes in place, as update_weights changes it."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(37, K, generator=gen).to(dtype)
+    weight = torch.nn.Parameter(torch.randn(N, K, generator=gen).to(dtype), requires_grad=False)
+    for _ in range(2):
+        assert rel_err(linear(name, x, weight), x.double() @ weight.double().T) < TOLERANCE[dtype]
+        with torch.no_grad():
+            weight.copy_(torch.randn(N, K, generator=gen))
+
+
 @st.composite
 def row_in_batch(draw):
     rows = draw(st.integers(1, 80))

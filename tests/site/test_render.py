@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from bi_bench.harness.reproduction import reproduction_path
-from bi_bench.harness.results import slug
-from bi_bench.harness.site import build, check_badge, group_models, index_context, load_all, reproduce_lines
-from bi_bench.harness.site_cli import site
+from bi_bench.harness.verify.reproduction import reproduction_path
+from bi_bench.harness.results.file import slug
+from bi_bench.harness.site.build import build, check_badge, group_models, index_context, load_all, reproduce_lines
+from bi_bench.harness.cli.site import site
 from results_factory import (FORGED, FORGED_CASE, SCRIPT_PAYLOAD, SETTINGS, VALIDATED, make_results, write,
                              write_leaderboard, write_reproduction)
 

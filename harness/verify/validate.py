@@ -9,18 +9,18 @@ from typing import Any
 from pydantic import ValidationError
 
 from bi_bench.harness.checks import CHECKS
-from bi_bench.harness.diff import differences
-from bi_bench.harness.matrix import CaseSpec
-from bi_bench.harness.metrics import NOT_RUN, case_metrics, verdict
-from bi_bench.harness.observations import group_digests, sha256
-from bi_bench.harness.recorded import recorded_suite
-from bi_bench.harness.reproduction import (ReproductionFile, is_reproduction, reproduction_path,
+from bi_bench.harness.verify.differences import differences
+from bi_bench.harness.suite.matrix import CaseSpec
+from bi_bench.harness.results.metrics import NOT_RUN, case_metrics, verdict
+from bi_bench.harness.results.observations import group_digests, sha256
+from bi_bench.harness.suite.recorded import recorded_suite
+from bi_bench.harness.verify.reproduction import (ReproductionFile, is_reproduction, reproduction_path,
                                           reproduction_problems)
-from bi_bench.harness.results import CaseResult, ResultsFile, read_json
-from bi_bench.harness.suite import Suite
-from bi_bench.harness.summary import summarize
-from bi_bench.harness.throughput import from_runs
-from bi_bench.harness.yaml_source import dotted
+from bi_bench.harness.results.file import CaseResult, ResultsFile, read_json
+from bi_bench.harness.suite.schema import Suite
+from bi_bench.harness.results.summary import summarize
+from bi_bench.harness.run.throughput import from_runs
+from bi_bench.harness.suite.yaml_source import dotted
 
 
 def validate_file(path: Path) -> list[str]:

@@ -26,13 +26,13 @@ import plotly.graph_objects as go
 import plotly.offline
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from bi_bench.harness.metrics import NOT_RUN, Metrics, compare
-from bi_bench.harness.package_data import site_folder
-from bi_bench.harness.reproduction import INFIX, ReproductionFile, is_reproduction
-from bi_bench.harness.results import (CaseResult, ResultsFile, SettingThroughput, load_results, overrides_text,
+from bi_bench.harness.results.metrics import NOT_RUN, Metrics, compare
+from bi_bench.harness.suite.packaged import site_folder
+from bi_bench.harness.verify.reproduction import INFIX, ReproductionFile, is_reproduction
+from bi_bench.harness.results.file import (CaseResult, ResultsFile, SettingThroughput, load_results, overrides_text,
                                       read_json, slug)
-from bi_bench.harness.validate import problems_of, validate_file
-from bi_bench.harness.suite import DEFAULT_BACKEND, model_label
+from bi_bench.harness.verify.validate import problems_of, validate_file
+from bi_bench.harness.suite.schema import DEFAULT_BACKEND, model_label
 
 MARKER = ".bi-bench-site"  # marks a folder this module built, so a rebuild may empty it
 VERDICTS = ("pass", "fail", "diverged", "equal", "skipped", "not_applicable", "engine_error")

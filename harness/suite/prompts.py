@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 
 from bi_bench.engine.loader import ModelSource
-from bi_bench.harness.suite import Workload
+from bi_bench.harness.suite.schema import Workload
 
 ENGLISH = (
     "The capital of France is",

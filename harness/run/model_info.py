@@ -6,7 +6,7 @@ import math
 from safetensors import safe_open
 
 from bi_bench.engine.loader import ModelSource
-from bi_bench.harness.results import ModelRecord
+from bi_bench.harness.results.file import ModelRecord
 
 
 def model_record(source: ModelSource, dtype: str, params_count: int, lm_head_fp32: bool) -> ModelRecord:

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from rich.console import Console
 from rich.table import Table
 
-from bi_bench.harness.report import rate, times
-from bi_bench.harness.results import CaseResult, ResultsFile
+from bi_bench.harness.cli.report import rate, times
+from bi_bench.harness.results.file import CaseResult, ResultsFile
 
 FIELDS = ("suite.name", "suite.sha256", "suite.shard", "suite.quick", "model.id", "model.dtype", "model.revision",
           "model.weights_sha256", "environment.hardware", "environment.cpu_isa", "environment.cpu_capability",

@@ -10,8 +10,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bi_bench.harness.observations import Record
-from bi_bench.harness.results import CaseResult, Throughput
+from bi_bench.harness.results.observations import Record
+from bi_bench.harness.results.file import CaseResult, Throughput
 
 
 class JournalHeader(Record):

@@ -10,10 +10,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from bi_bench.harness.diff import differences
-from bi_bench.harness.metrics import CLAIMING_MODES, NOT_RUN
-from bi_bench.harness.observations import GroupDigests, Record
-from bi_bench.harness.results import CaseResult, Environment, ResultsFile, SchemaVersion, SCHEMA_VERSION
+from bi_bench.harness.verify.differences import differences
+from bi_bench.harness.results.metrics import CLAIMING_MODES, NOT_RUN
+from bi_bench.harness.results.observations import GroupDigests, Record
+from bi_bench.harness.results.file import CaseResult, Environment, ResultsFile, SchemaVersion, SCHEMA_VERSION
 
 INFIX = ".reproduced-"
 Outcome = Literal["reproduced", "differs", "skipped"]

@@ -1,8 +1,8 @@
 """Raw per-trial observations: what the needle produced as reference and as each candidate.
 
 Everything a results file claims is recomputed from these, so they hold the exact values the engine returned:
-token ids and logprobs travel as packed int32 / float32 arrays (bi_bench.harness.packed), bit for bit, and a
-run (or array) that repeats an earlier run of its group is stored as that run's name (bi_bench.harness.repeats).
+token ids and logprobs travel as packed int32 / float32 arrays (bi_bench.harness.results.packed), bit for bit, and a
+run (or array) that repeats an earlier run of its group is stored as that run's name (bi_bench.harness.results.repeats).
 """
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
-from bi_bench.harness.packed import PackedFloats, PackedInts, float_bytes, int_bytes
-from bi_bench.harness.repeats import expanded, named
+from bi_bench.harness.results.packed import PackedFloats, PackedInts, float_bytes, int_bytes
+from bi_bench.harness.results.repeats import expanded, named
 
 
 class Record(BaseModel):

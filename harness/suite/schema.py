@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bi_bench.harness.observations import AddedLater
+from bi_bench.harness.results.observations import AddedLater
 from bi_bench.kernels.registry import MODES
 
 Mode = Literal[MODES]  # a closed set: an engine accepts no other mode

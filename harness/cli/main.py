@@ -13,24 +13,24 @@ from rich.table import Table
 
 from bi_bench.engine import LLM, SamplingParams
 from bi_bench.harness.backends.vllm_server import PYTHON_VARIABLE
-from bi_bench.harness.compare import render as render_changes
-from bi_bench.harness.errors import fail, one_line_errors
-from bi_bench.harness.listing import backends_table, checks_table, kernels_table, models_table
-from bi_bench.harness.matrix import expand
-from bi_bench.harness.matrix import shard as shard_cases
-from bi_bench.harness.merge import merge as merge_shards
-from bi_bench.harness.package_data import suite_file
-from bi_bench.harness.report import ProgressReporter, print_summary, wide_console
-from bi_bench.harness.reproduce import Selection
-from bi_bench.harness.reproduce import plan as plan_reproduction
-from bi_bench.harness.reproduce import reproduce as run_reproduction
-from bi_bench.harness.reproduction import ReproductionFile, reproduction_path
-from bi_bench.harness.results import save, write_atomic
-from bi_bench.harness.runner import RunOptions, run_suite
-from bi_bench.harness.site_cli import site
-from bi_bench.harness.suite_loader import LoadedSuite, load_suite
-from bi_bench.harness.results import load_results
-from bi_bench.harness.validate import problems_of, validate_file
+from bi_bench.harness.verify.compare import render as render_changes
+from bi_bench.harness.cli.errors import fail, one_line_errors
+from bi_bench.harness.cli.listing import backends_table, checks_table, kernels_table, models_table
+from bi_bench.harness.suite.matrix import expand
+from bi_bench.harness.suite.matrix import shard as shard_cases
+from bi_bench.harness.verify.merge import merge as merge_shards
+from bi_bench.harness.suite.packaged import suite_file
+from bi_bench.harness.cli.report import ProgressReporter, print_summary, wide_console
+from bi_bench.harness.verify.reproduce import Selection
+from bi_bench.harness.verify.reproduce import plan as plan_reproduction
+from bi_bench.harness.verify.reproduce import reproduce as run_reproduction
+from bi_bench.harness.verify.reproduction import ReproductionFile, reproduction_path
+from bi_bench.harness.results.file import save, write_atomic
+from bi_bench.harness.run.runner import RunOptions, run_suite
+from bi_bench.harness.cli.site import site
+from bi_bench.harness.suite.load import LoadedSuite, load_suite
+from bi_bench.harness.results.file import load_results
+from bi_bench.harness.verify.validate import problems_of, validate_file
 
 DEMO_SUITE = "smollm2-cpu.yaml"
 CHECK_FAILED = 1

@@ -9,10 +9,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, ValidationError
 
-from bi_bench.harness.metrics import Metrics, Verdict
-from bi_bench.harness.observations import AddedLater, Group, GroupDigests, Record
-from bi_bench.harness.suite import Mode
-from bi_bench.harness.yaml_source import dotted
+from bi_bench.harness.results.metrics import Metrics, Verdict
+from bi_bench.harness.results.observations import AddedLater, Group, GroupDigests, Record
+from bi_bench.harness.suite.schema import Mode
+from bi_bench.harness.suite.yaml_source import dotted
 
 # 2: throughput per setting, environment.cuda and nvidia_driver, model.lm_head_fp32.
 # 3: observations as packed int32 / float32 arrays (a repeated run stored by name), digests of those bytes and of

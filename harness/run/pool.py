@@ -6,7 +6,7 @@ from typing import Any
 
 from bi_bench.harness.backends import Backend, Engine, NotApplicable, backend_for
 from bi_bench.harness.backends.base import SERVER_SETTINGS
-from bi_bench.harness.suite import ModelSpec
+from bi_bench.harness.suite.schema import ModelSpec
 
 # Loading weights dominates a case on CPU, yet each engine holds its own weights and KV cache: keep a few.
 CAPACITY = 3

@@ -12,8 +12,8 @@ from pydantic import BaseModel, ValidationError
 from bi_bench.engine.config import DTYPES
 from bi_bench.engine.kernel_set import ENGINE_OPS
 from bi_bench.harness.checks import CHECKS, CheckParams
-from bi_bench.harness.suite import ModelSpec, Suite
-from bi_bench.harness.yaml_source import YamlSource
+from bi_bench.harness.suite.schema import ModelSpec, Suite
+from bi_bench.harness.suite.yaml_source import YamlSource
 from bi_bench.kernels import KernelError, get
 
 QUICK_MAX_TOKENS = 4

@@ -1,6 +1,6 @@
 """The committed lock of the environment (requirements.lock): its digest, and where what is installed differs.
 
-`make install` installs exactly the lock and then runs `python -m bi_bench.harness.lock`; results record
+`make install` installs exactly the lock and then runs `python -m bi_bench.harness.run.lock`; results record
 the lock's digest, these differences and the versions of the packages that can change bits.
 """
 from __future__ import annotations
@@ -14,7 +14,9 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-REPO = Path(__file__).resolve().parent.parent
+from bi_bench.kernels.handover import REPOSITORY
+
+REPO = Path(REPOSITORY)
 LOCK = REPO / "requirements.lock"
 BIT_PACKAGES = ("torch", "transformers", "triton", "numpy", "gguf", "tokenizers")
 OURS = "bi-bench"  # installed editable, from the checkout itself

@@ -1,0 +1,1 @@
+"""The `bi-bench` command line."""

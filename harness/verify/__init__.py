@@ -1,0 +1,1 @@
+"""Checking a results file: validate (recompute), reproduce (re-execute), compare, merge."""
