@@ -1,1 +1,1 @@
-"""The suites, package data: `bi_bench.harness.suite.packaged.suite_file` finds them wherever bi-bench is installed."""
+"""The suites, package data: `bi_bench.harness.packaged.suite_file` finds them wherever bi-bench is installed."""

@@ -30,7 +30,7 @@ RESULTS = REPO / "results" / "smollm2-135m-float32"
 PROBE = """
 import json
 from bi_bench.harness.cli import main as cli
-from bi_bench.harness.site.build import jinja
+from bi_bench.harness.site.render import jinja
 from bi_bench.engine.loader import random_architectures
 from bi_bench.kernels.cpu.extension import build_isa, module_name
 
@@ -78,11 +78,12 @@ def test_an_installed_wheel_runs_the_demo_and_builds_the_site_from_any_directory
 
     found = json.loads(run(venv / "bin" / "python", "-c", PROBE, cwd=elsewhere).stdout)
     assert (found["suite"], found["suite_name"]) == (str(packaged / "suites" / "smollm2-cpu.yaml"), "smollm2-cpu")
-    assert found["templates"] == [str(packaged / "site" / "templates")]
+    assert found["templates"] == [str(packaged / "harness" / "site" / "templates")]
     assert found["kernels"] == module_name(build_isa())  # the same C++ sources: the extension builds from them
     assert "smollm2-135m" in found["architectures"]
 
     run(venv / "bin" / "bi-bench", "site", "build", "--results", RESULTS, "--out", "site", cwd=elsewhere)
     assert (elsewhere / "site" / "index.html").is_file()
     assert list((elsewhere / "site" / "runs").rglob("*.html"))
-    assert (elsewhere / "site" / "static" / "style.css").read_bytes() == (REPO / "site/static/style.css").read_bytes()
+    assert (elsewhere / "site" / "static" / "style.css").read_bytes() == \
+        (REPO / "harness/site/static/style.css").read_bytes()

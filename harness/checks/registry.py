@@ -7,7 +7,7 @@ from typing import Callable
 from bi_bench.harness.checks.context import CaseContext
 from bi_bench.harness.results.metrics import CLAIMING_MODES, claims_invariance
 from bi_bench.harness.results.observations import Group
-from bi_bench.harness.suite.schema import Strict
+from bi_bench.harness.results.base import Strict
 
 
 class CheckParams(Strict):

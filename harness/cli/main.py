@@ -19,12 +19,12 @@ from bi_bench.harness.cli.listing import backends_table, checks_table, kernels_t
 from bi_bench.harness.suite.matrix import expand
 from bi_bench.harness.suite.matrix import shard as shard_cases
 from bi_bench.harness.verify.merge import merge as merge_shards
-from bi_bench.harness.suite.packaged import suite_file
+from bi_bench.harness.packaged import suite_file
 from bi_bench.harness.cli.report import ProgressReporter, print_summary, wide_console
 from bi_bench.harness.verify.reproduce import Selection
 from bi_bench.harness.verify.reproduce import plan as plan_reproduction
 from bi_bench.harness.verify.reproduce import reproduce as run_reproduction
-from bi_bench.harness.verify.reproduction import ReproductionFile, reproduction_path
+from bi_bench.harness.results.reproduction import ReproductionFile, reproduction_path
 from bi_bench.harness.results.file import save, write_atomic
 from bi_bench.harness.run.runner import RunOptions, run_suite
 from bi_bench.harness.cli.site import site

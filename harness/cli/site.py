@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from bi_bench.harness.cli.errors import one_line_errors
-from bi_bench.harness.site.build import build as build_site
+from bi_bench.harness.site import build as build_site
 
 
 @click.group()

@@ -7,28 +7,13 @@ run (or array) that repeats an earlier run of its group is stored as that run's 
 from __future__ import annotations
 
 import hashlib
-from typing import Any, ClassVar
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
+from bi_bench.harness.results.base import Record
 from bi_bench.harness.results.packed import PackedFloats, PackedInts, float_bytes, int_bytes
 from bi_bench.harness.results.repeats import expanded, named
-
-
-class Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class AddedLater(BaseModel):
-    """A schema that gained fields after files were written: those fields are left out while None, so an older
-    file, read and written back, keeps its bytes (and its suite its resolved config)."""
-
-    added_later: ClassVar[tuple[str, ...]] = ()
-
-    @model_serializer(mode="wrap")
-    def _without_absent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        return {key: value for key, value in handler(self).items()
-                if value is not None or key not in self.added_later}
 
 
 class Observation(Record):

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bi_bench.harness.results.observations import Record
+from bi_bench.harness.results.base import Record
 from bi_bench.harness.results.file import CaseResult, Throughput
 
 

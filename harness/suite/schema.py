@@ -7,19 +7,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from bi_bench.harness.results.observations import AddedLater
+from bi_bench.harness.results.base import AddedLater, PositiveInt, Strict
 from bi_bench.kernels.registry import MODES
 
 Mode = Literal[MODES]  # a closed set: an engine accepts no other mode
 Device = Literal["cpu", "cuda"]
-PositiveInt = Annotated[int, Field(ge=1, le=1 << 20)]
 Seed = Annotated[int, Field(ge=0, lt=1 << 63)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
 def model_label(model_id: str, dtype: str, backend: str | None) -> str:

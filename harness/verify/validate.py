@@ -9,12 +9,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from bi_bench.harness.checks import CHECKS
-from bi_bench.harness.verify.differences import differences
+from bi_bench.harness.results.base import differences
 from bi_bench.harness.suite.matrix import CaseSpec
 from bi_bench.harness.results.metrics import NOT_RUN, case_metrics, verdict
 from bi_bench.harness.results.observations import group_digests, sha256
 from bi_bench.harness.suite.recorded import recorded_suite
-from bi_bench.harness.verify.reproduction import (ReproductionFile, is_reproduction, reproduction_path,
+from bi_bench.harness.results.reproduction import (ReproductionFile, is_reproduction, reproduction_path,
                                           reproduction_problems)
 from bi_bench.harness.results.file import CaseResult, ResultsFile, read_json
 from bi_bench.harness.suite.schema import Suite

@@ -11,7 +11,7 @@ import torch
 
 from bi_bench.engine.loader import ModelLoadError
 from bi_bench.harness.backends import bi_bench_engine
-from bi_bench.harness.verify.reproduction import reproduction_path
+from bi_bench.harness.results.reproduction import reproduction_path
 from bi_bench.harness.results.file import load_results, save
 from conftest import invoke, load, shared_run, small_document
 from forge import consistent

@@ -11,7 +11,7 @@ from bi_bench.harness.checks import CHECKS
 from bi_bench.harness.suite.matrix import CaseSpec, expand
 from bi_bench.harness.results.metrics import case_metrics, verdict
 from bi_bench.harness.results.observations import Candidate, Group, Observation, group_digests, sha256
-from bi_bench.harness.verify.reproduction import (ReproducedCase, ReproductionFile, outcome, reproducible,
+from bi_bench.harness.results.reproduction import (ReproducedCase, ReproductionFile, outcome, reproducible,
                                           reproduction_path)
 from bi_bench.harness.results.file import (CaseResult, Environment, ModelRecord, ResultsFile, SuiteRecord, ThroughputRun,
                                       save, slug, write_atomic)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from bi_bench.harness.site.build import build
+from bi_bench.harness.site import build
 from results_factory import FORGED, FORGED_CASE, PAYLOAD, SCRIPT_PAYLOAD, VALIDATED, write_leaderboard
 
 if TYPE_CHECKING:

@@ -1,8 +1,35 @@
-"""Leaf-by-leaf comparison of a recorded value with what it should be, one line per differing field."""
+"""The base types every schema of the harness builds on (suites, results and reproduction files), and the
+leaf-by-leaf comparison of a recorded value with what it should be."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+
+PositiveInt = Annotated[int, Field(ge=1, le=1 << 20)]
+
+
+class Strict(BaseModel):
+    """A document someone wrote (a suite): unknown fields and wrong types are errors."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AddedLater(BaseModel):
+    """A schema that gained fields after files were written: those fields are left out while None, so an older
+    file, read and written back, keeps its bytes (and its suite its resolved config)."""
+
+    added_later: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _without_absent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {key: value for key, value in handler(self).items()
+                if value is not None or key not in self.added_later}
 
 
 def differences(recorded: Any, expected: Any, where: str, source: str = "recomputed") -> list[str]:

@@ -10,9 +10,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from bi_bench.harness.verify.differences import differences
+from bi_bench.harness.results.base import differences
 from bi_bench.harness.results.metrics import CLAIMING_MODES, NOT_RUN
-from bi_bench.harness.results.observations import GroupDigests, Record
+from bi_bench.harness.results.observations import GroupDigests
+from bi_bench.harness.results.base import Record
 from bi_bench.harness.results.file import CaseResult, Environment, ResultsFile, SchemaVersion, SCHEMA_VERSION
 
 INFIX = ".reproduced-"

@@ -1,8 +1,9 @@
 """Where the files bi-bench ships beside its code live: the suites and the leaderboard site's templates and
 stylesheets, read through importlib.resources, so an install from a wheel finds them from any directory.
 
-pyproject.toml makes the repository's suites/ and site/ folders the packages `bi_bench.suites` and `bi_bench.site`:
-copied into a wheel, the checkout's own folders in an editable install.
+pyproject.toml makes the repository's suites/ folder the package `bi_bench.suites`, and the site's templates and
+stylesheets are package data of `bi_bench.harness.site`: copied into a wheel, the checkout's own folders in an
+editable install.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from importlib.resources import files
 from pathlib import Path
 
 SUITES = "bi_bench.suites"
-SITE = "bi_bench.site"
+SITE = "bi_bench.harness.site"
 
 
 def suite_file(name: str) -> Path:
