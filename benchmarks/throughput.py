@@ -20,7 +20,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from bi_bench.engine import SamplingParams
-from bi_bench.engine.loader import resolve
+from bi_bench.engine import resolve
 from bi_bench.harness.backends import EngineError, NotApplicable
 from bi_bench.harness.run.pool import EnginePool
 from bi_bench.harness.run.environment import cpu_model

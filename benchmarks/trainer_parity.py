@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from bi_bench.engine import LLM, SamplingParams
-from bi_bench.harness.trainer import k3_kl, trainer_logprobs, trainer_model
+from bi_bench.engine import k3_kl, trainer_logprobs, trainer_model
 
 PARAMS = SamplingParams(temperature=0.8, top_p=0.95, max_tokens=32, seed=5, ignore_eos=True)
 UNPROCESSED = SamplingParams(temperature=1.0)  # the processed logprobs of temperature 1, no top-k/p: the raw ones

@@ -6,6 +6,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from bi_bench.kernels import KernelError, KernelVariant, select
+from bi_bench.kernels.registry import MODES
 
 ENGINE_OPS = ("matmul", "rmsnorm", "attention", "log_softmax", "all_reduce")
 
@@ -27,7 +28,7 @@ class KernelSet:
         # tp-invariant is batch-invariant within one rank; the cross-rank part lives in the all-reduce and in the
         # fixed K/N chunking of the parallel linears.
         op_mode = "invariant" if mode == "tp-invariant" else mode
-        if mode not in ("default", "invariant", "tp-invariant"):
+        if mode not in MODES:
             select("matmul", device, dtype, mode)  # raises the one-line error naming the modes
         return cls(**{op: select(op, device, dtype, op_mode, overrides.get(op)) for op in ENGINE_OPS})
 

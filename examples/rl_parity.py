@@ -16,7 +16,7 @@ import argparse
 import torch
 
 from bi_bench.engine import LLM, SamplingParams
-from bi_bench.harness.trainer import k3_kl, trainer_logprobs, trainer_model
+from bi_bench.engine import k3_kl, trainer_logprobs, trainer_model
 
 PARAMS = SamplingParams(temperature=0.8, top_p=0.95, max_tokens=16, seed=7, ignore_eos=True)
 

@@ -13,18 +13,18 @@ import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from bi_bench.engine import SamplingParams
-from bi_bench.engine.layers.sampler import SampleRequest, Sampler
+from bi_bench.engine import SampleRequest, Sampler
 from bi_bench.harness.backends.base import Backend, Capabilities, Completion, NotApplicable
 from bi_bench.kernels import batch_invariant_mode, select
+from bi_bench.kernels.registry import ONE_DEVICE_MODES
 
-MODES = ("default", "invariant")
 
 
 class Transformers(Backend):
     name = "transformers"
     description = "an unmodified Hugging Face model in-process, batches left-padded (invariant: batch_invariant_mode)"
     capabilities = Capabilities(logprobs="processed", can=frozenset({"batch", "seed", "threads"}),
-                                settings=frozenset(), modes=MODES)
+                                settings=frozenset(), modes=ONE_DEVICE_MODES)
 
     def build(self, args: dict[str, Any]) -> HFEngine:
         source = self.source()

@@ -26,6 +26,7 @@ from bi_bench.harness.backends.base import Backend, Capabilities, EngineError
 from bi_bench.harness.backends.openai_completions import Server, first_line
 from bi_bench.harness.run.lock import REPO
 from bi_bench.harness.suite.schema import BackendSpec
+from bi_bench.kernels.registry import ONE_DEVICE_MODES
 
 PYTHON_VARIABLE = "BI_BENCH_VLLM_PYTHON"
 OWNER = "BI_BENCH_VLLM_OWNER"  # the harness process that started a server: tests find what it left behind
@@ -47,7 +48,7 @@ class VLLMServer(Backend):
     capabilities = Capabilities(logprobs="processed",
                                 can=frozenset({"batch", "seed", "reset_prefix_cache", "threads"}),
                                 settings=frozenset({"enable_prefix_caching", "max_num_batched_tokens", "cpu_threads"}),
-                                modes=("default", "invariant"))
+                                modes=ONE_DEVICE_MODES)
 
     @classmethod
     def from_spec(cls, spec: BackendSpec, model_id: str, device: str) -> Backend:

@@ -5,7 +5,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from bi_bench.harness.checks.context import CaseContext
-from bi_bench.harness.results.metrics import CLAIMING_MODES, claims_invariance
+from bi_bench.harness.results.metrics import claims_invariance
+from bi_bench.kernels.registry import INVARIANT_MODES
 from bi_bench.harness.results.observations import Group
 from bi_bench.harness.results.base import Strict
 
@@ -40,7 +41,7 @@ CHECKS: dict[str, CheckSpec] = {}
 
 
 def register(name: str, params: type[CheckParams], *, control: bool, needs: tuple[str, ...], needs_tp: bool = False,
-             claim_modes: tuple[str, ...] = CLAIMING_MODES) -> Callable[[RunFn], RunFn]:
+             claim_modes: tuple[str, ...] = INVARIANT_MODES) -> Callable[[RunFn], RunFn]:
     def wrap(run: RunFn) -> RunFn:
         description = (run.__doc__ or "").strip().splitlines()[0]
         CHECKS[name] = CheckSpec(name, description, params, run, control, needs_tp, claim_modes, needs)

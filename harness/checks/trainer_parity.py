@@ -5,7 +5,7 @@ from bi_bench.harness.checks.context import CaseContext
 from bi_bench.harness.checks.registry import CheckParams, register
 from bi_bench.harness.results.observations import Candidate, Group, Observation
 from bi_bench.harness.results.base import PositiveInt
-from bi_bench.harness.trainer import trainer_logprobs, trainer_model
+from bi_bench.engine import trainer_logprobs, trainer_model
 
 
 class Params(CheckParams):

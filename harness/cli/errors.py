@@ -7,7 +7,7 @@ from typing import Callable
 
 import click
 
-from bi_bench.engine.loader import ModelLoadError
+from bi_bench.engine import ModelLoadError
 from bi_bench.kernels import KernelError
 
 USAGE_ERROR = 2

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from bi_bench.engine.loader import ALIASES, resolve, random_architectures
+from bi_bench.engine import ALIASES, resolve, random_architectures
 from bi_bench.harness.backends import BACKENDS, CAPABILITIES
 from bi_bench.harness.checks import CHECKS
 from bi_bench.kernels import variants

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 from bi_bench.harness.results.observations import Group, Observation
+from bi_bench.kernels.registry import INVARIANT_MODES
 from bi_bench.harness.results.base import Record
 
 Verdict = Literal["pass", "fail", "diverged", "equal", "skipped", "not_applicable", "engine_error"]
 # Verdicts of cases that recorded no observations: skipped here, a capability the backend lacks, the engine failed.
 NOT_RUN = ("skipped", "not_applicable", "engine_error")
-CLAIMING_MODES = ("invariant", "tp-invariant")
 
 
 class Metrics(Record):
@@ -102,6 +102,6 @@ def verdict(metrics: Metrics, claims_invariance: bool) -> Verdict:
     return "equal" if metrics.bitwise_equal else "diverged"
 
 
-def claims_invariance(mode: str, claim_modes: tuple[str, ...] = CLAIMING_MODES) -> bool:
+def claims_invariance(mode: str, claim_modes: tuple[str, ...] = INVARIANT_MODES) -> bool:
     """Whether an engine in `mode` claims invariance for a check claimed in `claim_modes`."""
     return mode in claim_modes

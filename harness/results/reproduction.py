@@ -11,7 +11,8 @@ from typing import Literal
 from pydantic import Field
 
 from bi_bench.harness.results.base import differences
-from bi_bench.harness.results.metrics import CLAIMING_MODES, NOT_RUN
+from bi_bench.harness.results.metrics import NOT_RUN
+from bi_bench.kernels.registry import INVARIANT_MODES
 from bi_bench.harness.results.observations import GroupDigests
 from bi_bench.harness.results.base import Record
 from bi_bench.harness.results.file import CaseResult, Environment, ResultsFile, SchemaVersion, SCHEMA_VERSION
@@ -52,7 +53,7 @@ def reproduction_path(results_path: Path, hardware: str) -> Path:
 
 def reproducible(case: CaseResult) -> bool:
     """Invariant-mode cases that ran: their bits are claimed to depend on nothing but the suite and the model."""
-    return case.mode in CLAIMING_MODES and case.verdict not in NOT_RUN
+    return case.mode in INVARIANT_MODES and case.verdict not in NOT_RUN
 
 
 def outcome(recorded: CaseResult, digests: list[GroupDigests]) -> tuple[Outcome, str | None]:

@@ -5,7 +5,7 @@ import math
 
 from safetensors import safe_open
 
-from bi_bench.engine.loader import ModelSource
+from bi_bench.engine import ModelSource
 from bi_bench.harness.results.file import ModelRecord
 
 

@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from bi_bench.engine.config import DTYPES
-from bi_bench.engine.kernel_set import ENGINE_OPS
+from bi_bench.engine import DTYPES
+from bi_bench.engine import ENGINE_OPS
 from bi_bench.harness.checks import CHECKS, CheckParams
 from bi_bench.harness.suite.schema import ModelSpec, Suite
 from bi_bench.harness.suite.yaml_source import YamlSource

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 
-from bi_bench.engine.loader import ModelSource
+from bi_bench.engine import ModelSource
 from bi_bench.harness.suite.schema import Workload
 
 ENGLISH = (

@@ -9,7 +9,7 @@ from typing import Callable
 import pytest
 import torch
 
-from bi_bench.engine.loader import ModelLoadError
+from bi_bench.engine import ModelLoadError
 from bi_bench.harness.backends import bi_bench_engine
 from bi_bench.harness.results.reproduction import reproduction_path
 from bi_bench.harness.results.file import load_results, save

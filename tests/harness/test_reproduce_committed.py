@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bi_bench.engine.config import DTYPES
+from bi_bench.engine import DTYPES
 from bi_bench.harness.results.reproduction import is_reproduction
 from conftest import REPO, invoke
 

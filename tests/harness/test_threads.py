@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bi_bench.engine import LLM
-from bi_bench.engine.threads import torch_threads
+from bi_bench.engine import torch_threads
 from conftest import invoke, load, results_files, small_document, write_suite
 
 

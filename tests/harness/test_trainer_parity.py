@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bi_bench.engine import LLM, SamplingParams
-from bi_bench.harness.trainer import k3_kl, trainer_logprobs, trainer_model
+from bi_bench.engine import k3_kl, trainer_logprobs, trainer_model
 from conftest import load
 
 PARAMS = SamplingParams(temperature=0.8, top_p=0.95, max_tokens=12, seed=11, ignore_eos=True)

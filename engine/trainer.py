@@ -8,15 +8,16 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
-from bi_bench.engine import LLM, SamplingParams
-from bi_bench.harness.results.metrics import CLAIMING_MODES
+from bi_bench.engine.llm import LLM
+from bi_bench.engine.sampling_params import SamplingParams
 from bi_bench.kernels import batch_invariant_mode
+from bi_bench.kernels.registry import INVARIANT_MODES
 
 
 def trainer_model(llm: LLM) -> PreTrainedModel:
     """Hugging Face modelling code with the engine's current weights. An invariant engine's trainer is built and
     run inside batch_invariant_mode with bi_bench attention; a default one uses stock SDPA, as trainers do."""
-    invariant = llm.config.mode in CLAIMING_MODES
+    invariant = llm.config.mode in INVARIANT_MODES
     # built inside the mode, an invariant trainer's RoPE frequencies come from the canonical pow, as the engine's
     with batch_invariant_mode() if invariant else contextlib.nullcontext():
         model = AutoModelForCausalLM.from_config(llm.source.config, dtype=llm.config.torch_dtype,
@@ -29,7 +30,7 @@ def trainer_logprobs(model: PreTrainedModel, llm: LLM, prompt: list[int], comple
                      params: SamplingParams) -> list[float]:
     """The completion's processed logprobs under `params`, from one forward over prompt + completion.
     With the engine's fp32 lm_head, the trainer's head runs in fp32 too."""
-    invariant = llm.config.mode in CLAIMING_MODES
+    invariant = llm.config.mode in INVARIANT_MODES
     with torch.no_grad(), batch_invariant_mode() if invariant else contextlib.nullcontext():
         hidden = model.model(torch.tensor([prompt + completion])).last_hidden_state[0, len(prompt) - 1:-1]
         if llm.config.lm_head_fp32:
