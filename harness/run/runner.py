@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Protocol
+from typing import Iterable, Iterator, Protocol
 
 from bi_bench.engine import SamplingParams
 from bi_bench.harness.backends import EngineError, NotApplicable
@@ -79,14 +79,10 @@ def _run_model(loaded: LoadedSuite, model: ModelSpec, options: RunOptions, env: 
     if options.shard:
         cases = shard(cases, *options.shard)
     reporter.model_started(f"{model.id} ({model.dtype})", len(cases), len(contents.cases))
-    for spec in cases:
-        if spec.id not in contents.cases:
-            reporter.case_started(spec)
-            start = time.perf_counter()
-            result, tokens = run_case(spec, pool, loaded, prompts)
-            journal.add_case(result)
-            contents.cases[spec.id] = result
-            reporter.case_finished(result, tokens, time.perf_counter() - start)
+    for result in run_cases([spec for spec in cases if spec.id not in contents.cases], pool, loaded, prompts,
+                            reporter):
+        journal.add_case(result)
+        contents.cases[result.id] = result
     if contents.throughput is None:
         reporter.throughput_started()
         contents.throughput = measure(pool, loaded.suite, prompts)
@@ -109,6 +105,18 @@ def _run_model(loaded: LoadedSuite, model: ModelSpec, options: RunOptions, env: 
     save(path, results)
     journal.path.unlink()
     return path, results
+
+
+def run_cases(specs: Iterable[CaseSpec], pool: EnginePool, loaded: LoadedSuite, prompts: PromptSource,
+              reporter: Reporter) -> Iterator[CaseResult]:
+    """The one case loop (run and reproduce): each result is yielded, to be kept, before it is reported finished."""
+    for spec in specs:
+        reporter.case_started(spec)
+        start = time.perf_counter()
+        result, tokens = run_case(spec, pool, loaded, prompts)
+        seconds = time.perf_counter() - start
+        yield result
+        reporter.case_finished(result, tokens, seconds)
 
 
 def run_case(spec: CaseSpec, pool: EnginePool, loaded: LoadedSuite, prompts: PromptSource) -> tuple[CaseResult, int]:

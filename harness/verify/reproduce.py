@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import fnmatch
 import random
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from bi_bench.harness.suite.prompts import PromptSource
 from bi_bench.harness.suite.recorded import RecordedSuite, recorded_suite
 from bi_bench.harness.results.reproduction import ReproducedCase, ReproductionFile, outcome, reproducible
 from bi_bench.harness.results.file import CaseResult, Environment, ModelRecord, ResultsFile
-from bi_bench.harness.run.runner import Reporter, now, run_case
+from bi_bench.harness.run.runner import Reporter, now, run_cases
 
 MODEL_FIELDS = ("dtype", "weights_sha256", "architecture", "params_count", "synthetic_weights", "lm_head_fp32")
 
@@ -88,15 +87,11 @@ def reproduce(planned: Plan, command: list[str], reporter: Reporter) -> Reproduc
     specs = {spec.index: spec for spec in planned.recorded.cases}
     started = now()
     reporter.model_started(f"reproducing {results.model.id} ({results.model.dtype})", len(planned.cases), 0)
-    reproduced = []
     try:
-        for case in planned.cases:
-            spec = specs[case.index]
-            reporter.case_started(spec)
-            start = time.perf_counter()
-            result, tokens = run_case(spec, planned.pool, loaded, planned.prompts)
-            reproduced.append(_compared(case, result))
-            reporter.case_finished(result, tokens, time.perf_counter() - start)
+        results_here = run_cases([specs[case.index] for case in planned.cases], planned.pool, loaded, planned.prompts,
+                                 reporter)
+        # the run's results first: the last case is reported finished when they run out
+        reproduced = [_compared(case, result) for result, case in zip(results_here, planned.cases)]
     finally:
         planned.pool.close()
     return ReproductionFile(run_id=results.run_id, results_file=planned.path.name,
