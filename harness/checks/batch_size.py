@@ -23,7 +23,6 @@ def run(ctx: CaseContext, params: Params) -> Group:
     candidates = []
     for size in params.batch_sizes:
         for trial in range(params.trials):
-            position = ctx.rng.randrange(size)
-            seen = ctx.in_batch(llm, needle, ctx.neighbours(size - 1), position)
+            position, seen = ctx.among_neighbours(llm, needle, size)
             candidates.append(Candidate(label=f"batch={size} pos={position} trial={trial}", observation=seen))
     return Group(prompt_token_ids=needle, reference=reference, candidates=candidates)

@@ -24,8 +24,7 @@ def run(ctx: CaseContext, params: Params) -> Group:
         llm = ctx.llm(max_num_batched_tokens=budget)
         candidates.append(Candidate(label=f"max_num_batched_tokens={budget} alone",
                                     observation=ctx.alone(llm, needle)))
-        position = ctx.rng.randrange(params.batch_size)
-        seen = ctx.in_batch(llm, needle, ctx.neighbours(params.batch_size - 1), position)
+        position, seen = ctx.among_neighbours(llm, needle, params.batch_size)
         candidates.append(Candidate(label=f"max_num_batched_tokens={budget} batch={params.batch_size} "
                                           f"pos={position}", observation=seen))
     return Group(prompt_token_ids=needle, reference=reference, candidates=candidates)

@@ -42,10 +42,7 @@ class CaseContext:
         return self._built(self.pool.fresh, overrides)
 
     def _built(self, build: Callable[..., Engine], overrides: dict[str, Any]) -> Engine:
-        try:
-            llm = build(**{**self.case_args, **overrides})
-        except NotImplementedError as exc:
-            raise Skip(str(exc)) from None
+        llm = build(**{**self.case_args, **overrides})
         self.kernels = self.kernels or llm.kernels
         return llm
 
@@ -59,6 +56,18 @@ class CaseContext:
                  dataclasses.replace(self.sampling, max_tokens=self.rng.randint(1, most),
                                      seed=self.rng.randrange(1 << 31)))
                 for _ in range(count)]
+
+    def batch(self, size: int) -> tuple[list[int], list[Request], int]:
+        """A needle, `size - 1` neighbours, and the needle's random position among them (drawn in that order)."""
+        needle = self.needle()
+        neighbours = self.neighbours(size - 1)
+        return needle, neighbours, self.rng.randrange(size)
+
+    def among_neighbours(self, llm: Engine, needle: list[int], size: int,
+                         params: SamplingParams | None = None) -> tuple[int, Observation]:
+        """The needle at a random position among `size - 1` new neighbours: that position, and what it got."""
+        position = self.rng.randrange(size)
+        return position, self.in_batch(llm, needle, self.neighbours(size - 1), position, params)
 
     def alone(self, llm: Engine, needle: list[int], params: SamplingParams | None = None,
               warm: bool = False) -> Observation:

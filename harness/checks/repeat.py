@@ -19,9 +19,7 @@ class Params(CheckParams):
 def run(ctx: CaseContext, params: Params) -> Group:
     """One batch run `runs` times on one engine and once on a new engine."""
     llm = ctx.llm()
-    needle = ctx.needle()
-    neighbours = ctx.neighbours(params.batch_size - 1)
-    position = ctx.rng.randrange(params.batch_size)
+    needle, neighbours, position = ctx.batch(params.batch_size)
     reference = ctx.in_batch(llm, needle, neighbours, position)
     candidates = []
     for attempt in range(1, params.runs - 1):

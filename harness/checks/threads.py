@@ -25,9 +25,7 @@ class Params(CheckParams):
 @register("threads", Params, needs=("batch", "threads"), control=False)
 def run(ctx: CaseContext, params: Params) -> Group:
     """One batch at the first thread count vs at each other count (default mode seldom diverges: no control)."""
-    needle = ctx.needle()
-    neighbours = ctx.neighbours(params.batch_size - 1)
-    position = ctx.rng.randrange(params.batch_size)
+    needle, neighbours, position = ctx.batch(params.batch_size)
 
     def at(count: int) -> Observation:
         with ctx.pool.backend.threads(count) as settings:

@@ -16,11 +16,10 @@ class Params(CheckParams):
           claim_modes=("tp-invariant",))
 def run(ctx: CaseContext, params: Params) -> Group:
     """The needle at TP>1, alone and in a batch, vs alone at TP=1."""
-    sharded = ctx.llm()  # first: while TP>1 is not built this raises, and the case is skipped
+    sharded = ctx.llm()
     needle = ctx.needle()
     reference = ctx.alone(ctx.llm(tensor_parallel_size=1), needle)
     candidates = [Candidate(label="tp alone", observation=ctx.alone(sharded, needle))]
-    position = ctx.rng.randrange(params.batch_size)
-    seen = ctx.in_batch(sharded, needle, ctx.neighbours(params.batch_size - 1), position)
+    position, seen = ctx.among_neighbours(sharded, needle, params.batch_size)
     candidates.append(Candidate(label=f"tp batch={params.batch_size} pos={position}", observation=seen))
     return Group(prompt_token_ids=needle, reference=reference, candidates=candidates)

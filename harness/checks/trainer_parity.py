@@ -16,9 +16,7 @@ class Params(CheckParams):
 def run(ctx: CaseContext, params: Params) -> Group:
     """Sampled logprobs (needle in a batch) vs score() and vs an unmodified HF model's forward."""
     llm = ctx.llm()
-    needle = ctx.needle()
-    neighbours = ctx.neighbours(params.batch_size - 1)
-    position = ctx.rng.randrange(params.batch_size)
+    needle, neighbours, position = ctx.batch(params.batch_size)
     sampled = ctx.needle_output(llm, needle, neighbours, position)
     completion = list(sampled.token_ids)
     scored = ctx.score(llm, [(needle, completion)], ctx.sampling, 0)

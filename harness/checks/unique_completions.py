@@ -25,7 +25,6 @@ def run(ctx: CaseContext, params: Params) -> Group:
     runs = []
     for sample in range(params.samples):
         size = params.batch_sizes[sample % len(params.batch_sizes)]
-        position = ctx.rng.randrange(size)
-        seen = ctx.in_batch(llm, needle, ctx.neighbours(size - 1), position, greedy)
+        position, seen = ctx.among_neighbours(llm, needle, size, greedy)
         runs.append(Candidate(label=f"sample={sample} batch={size} pos={position}", observation=seen))
     return Group(prompt_token_ids=needle, reference=runs[0].observation, candidates=runs[1:])
