@@ -23,13 +23,13 @@ from typing import Any, Callable
 import numpy as np
 
 from bi_bench.harness.checks import CheckParams
-from bi_bench.harness.suite.matrix import CaseSpec, expand
+from bi_bench.harness.results.file import MAX_RESULTS_BYTES, CaseResult, ResultsFile, load_results
 from bi_bench.harness.results.observations import Group, Observation, group_digests
 from bi_bench.harness.results.packed import FLOAT32, INT32, float_bytes, int_bytes, unpack
-from bi_bench.harness.suite.recorded import recorded_suite
 from bi_bench.harness.results.repeats import expanded
-from bi_bench.harness.results.file import MAX_RESULTS_BYTES, CaseResult, ResultsFile, load_results
 from bi_bench.harness.suite.load import LoadedSuite, load_suite
+from bi_bench.harness.suite.matrix import CaseSpec, expand
+from bi_bench.harness.suite.recorded import recorded_suite
 
 PACKED = {"token_ids": INT32, "prompt_token_ids": INT32, "logprobs": FLOAT32, "reference_raw_logprobs": FLOAT32}
 # Candidates per needle, as each check's run function loops; a check not named here must have the same parameters.

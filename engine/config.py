@@ -4,6 +4,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from bi_bench.kernels.registry import DEVICES
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 KV_CACHE_BUDGET_BYTES = 4 << 30
 
@@ -31,8 +33,8 @@ class EngineConfig:
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype {self.dtype!r}: choose one of {', '.join(DTYPES)}")
-        if self.device not in ("cpu", "cuda"):
-            raise ValueError(f"device {self.device!r}: choose cpu or cuda")
+        if self.device not in DEVICES:
+            raise ValueError(f"device {self.device!r}: choose one of {', '.join(DEVICES)}")
         if self.device == "cuda" and not torch.cuda.is_available():
             raise ValueError("device 'cuda': no CUDA device is available")
         for name in ("max_num_seqs", "max_num_batched_tokens", "block_size", "tensor_parallel_size", "max_model_len"):

@@ -7,6 +7,7 @@ from typing import Callable
 import torch
 
 OPS = ("matmul", "rmsnorm", "attention", "log_softmax", "all_reduce")
+DEVICES = ("cpu", "cuda")
 INVARIANT_MODES = ("invariant", "tp-invariant")  # an engine in these modes claims batch invariance
 MODES = ("default", *INVARIANT_MODES)
 ONE_DEVICE_MODES = MODES[:2]  # what an engine without tensor parallelism runs

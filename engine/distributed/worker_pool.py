@@ -14,8 +14,8 @@ import torch.multiprocessing as mp
 
 from bi_bench.engine.config import EngineConfig
 from bi_bench.engine.distributed.parallel_state import SETUP_TIMEOUT, connect_store
-from bi_bench.engine.distributed.worker import worker_main
 from bi_bench.engine.distributed.weight_update import RankMessage
+from bi_bench.engine.distributed.worker import worker_main
 from bi_bench.engine.threads import torch_threads
 
 STOP_GRACE_SECONDS = 3.0

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Literal, Protocol, Se
 from bi_bench.engine import SamplingParams
 from bi_bench.engine import ModelSource, resolve
 from bi_bench.engine import torch_threads
-from bi_bench.harness.run.model_info import model_record, stored_parameters
 from bi_bench.harness.results.file import ModelRecord
+from bi_bench.harness.run.model_info import model_record, stored_parameters
 from bi_bench.harness.suite.schema import BackendSpec
 
 if TYPE_CHECKING:

@@ -5,10 +5,10 @@ import importlib.metadata
 from typing import TYPE_CHECKING, Any, get_args
 
 from bi_bench.engine import LLM
-from bi_bench.harness.backends.base import Backend, Capabilities, Capability, Setting
 from bi_bench.engine import ModelSource
-from bi_bench.harness.run.model_info import model_record
+from bi_bench.harness.backends.base import Backend, Capabilities, Capability, Setting
 from bi_bench.harness.results.file import ModelRecord
+from bi_bench.harness.run.model_info import model_record
 from bi_bench.kernels.registry import MODES
 
 if TYPE_CHECKING:

@@ -9,8 +9,8 @@ from typing import Any, Callable
 from bi_bench.engine import SamplingParams
 from bi_bench.harness.backends import Engine
 from bi_bench.harness.backends.base import Output
-from bi_bench.harness.run.pool import EnginePool
 from bi_bench.harness.results.observations import Observation
+from bi_bench.harness.run.pool import EnginePool
 from bi_bench.harness.suite.prompts import PromptSource
 
 Request = tuple[list[int], SamplingParams]

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from bi_bench.harness.checks.context import CaseContext, Request, Skip
 from bi_bench.harness.checks.registry import CheckParams, register
-from bi_bench.harness.results.observations import Candidate, Group
 from bi_bench.harness.results.base import PositiveInt
+from bi_bench.harness.results.observations import Candidate, Group
 
 
 class Params(CheckParams):

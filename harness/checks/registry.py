@@ -5,10 +5,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 from bi_bench.harness.checks.context import CaseContext
-from bi_bench.harness.results.metrics import claims_invariance
-from bi_bench.kernels.registry import INVARIANT_MODES
-from bi_bench.harness.results.observations import Group
 from bi_bench.harness.results.base import Strict
+from bi_bench.harness.results.metrics import claims_invariance
+from bi_bench.harness.results.observations import Group
+from bi_bench.kernels.registry import INVARIANT_MODES
 
 
 class CheckParams(Strict):

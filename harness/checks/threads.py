@@ -8,8 +8,8 @@ from pydantic import Field
 
 from bi_bench.harness.checks.context import CaseContext
 from bi_bench.harness.checks.registry import CheckParams, register
-from bi_bench.harness.results.observations import Candidate, Group, Observation
 from bi_bench.harness.results.base import PositiveInt
+from bi_bench.harness.results.observations import Candidate, Group, Observation
 
 ThreadCount = Annotated[int, Field(ge=1, le=1024)]
 

@@ -1,11 +1,11 @@
 """trainer_parity: the sampler's logprobs vs the trainer's recompute of the same tokens, bit for bit."""
 from __future__ import annotations
 
+from bi_bench.engine import trainer_logprobs, trainer_model
 from bi_bench.harness.checks.context import CaseContext
 from bi_bench.harness.checks.registry import CheckParams, register
-from bi_bench.harness.results.observations import Candidate, Group, Observation
 from bi_bench.harness.results.base import PositiveInt
-from bi_bench.engine import trainer_logprobs, trainer_model
+from bi_bench.harness.results.observations import Candidate, Group, Observation
 
 
 class Params(CheckParams):

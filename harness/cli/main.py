@@ -13,24 +13,25 @@ from rich.table import Table
 
 from bi_bench.engine import LLM, SamplingParams
 from bi_bench.harness.backends.vllm_server import PYTHON_VARIABLE
-from bi_bench.harness.verify.compare import render as render_changes
 from bi_bench.harness.cli.errors import fail, one_line_errors
 from bi_bench.harness.cli.listing import backends_table, checks_table, kernels_table, models_table
+from bi_bench.harness.cli.report import ProgressReporter, print_summary, wide_console
+from bi_bench.harness.cli.site import site
+from bi_bench.harness.packaged import suite_file
+from bi_bench.harness.results.file import save, write_atomic
+from bi_bench.harness.results.file import load_results
+from bi_bench.harness.results.reproduction import ReproductionFile, reproduction_path
+from bi_bench.harness.run.runner import RunOptions, run_suite
+from bi_bench.harness.suite.load import LoadedSuite, load_suite
 from bi_bench.harness.suite.matrix import expand
 from bi_bench.harness.suite.matrix import shard as shard_cases
+from bi_bench.harness.verify.compare import render as render_changes
 from bi_bench.harness.verify.merge import merge as merge_shards
-from bi_bench.harness.packaged import suite_file
-from bi_bench.harness.cli.report import ProgressReporter, print_summary, wide_console
 from bi_bench.harness.verify.reproduce import Selection
 from bi_bench.harness.verify.reproduce import plan as plan_reproduction
 from bi_bench.harness.verify.reproduce import reproduce as run_reproduction
-from bi_bench.harness.results.reproduction import ReproductionFile, reproduction_path
-from bi_bench.harness.results.file import save, write_atomic
-from bi_bench.harness.run.runner import RunOptions, run_suite
-from bi_bench.harness.cli.site import site
-from bi_bench.harness.suite.load import LoadedSuite, load_suite
-from bi_bench.harness.results.file import load_results
 from bi_bench.harness.verify.validate import problems_of, validate_file
+from bi_bench.kernels.registry import DEVICES
 
 DEMO_SUITE = "smollm2-cpu.yaml"
 CHECK_FAILED = 1
@@ -99,7 +100,7 @@ def demo(out: Path, quick: bool) -> None:
               help="results go to OUT/<model>/<hardware>/<run-id>.json")
 @click.option("--resume", is_flag=True, help="continue the latest interrupted run of this suite from its journal")
 @click.option("--shard", default=None, metavar="I/N", help="run every N-th case, starting at the I-th (1-based)")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="override the suite's device")
+@click.option("--device", type=click.Choice(DEVICES), default=None, help="override the suite's device")
 @click.option("--quick", is_flag=True, help="one needle, one trial per setting, 4 tokens, one throughput repeat")
 @click.option("--dry-run", is_flag=True, help="list the cases and exit")
 @click.option("--base-url", default=None, metavar="URL", help="point the suite's openai models at the server at URL")

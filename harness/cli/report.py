@@ -10,8 +10,8 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
                            TimeRemainingColumn)
 from rich.table import Table
 
-from bi_bench.harness.suite.matrix import CaseSpec
 from bi_bench.harness.results.file import CaseResult, ModeThroughput, ResultsFile, overrides_text
+from bi_bench.harness.suite.matrix import CaseSpec
 
 VERDICT_STYLE = {"pass": "green", "fail": "bold red", "diverged": "yellow", "equal": "cyan", "skipped": "dim",
                  "not_applicable": "dim", "engine_error": "bold red"}

@@ -9,9 +9,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, ValidationError
 
+from bi_bench.harness.results.base import AddedLater, Record
 from bi_bench.harness.results.metrics import Metrics, Verdict
 from bi_bench.harness.results.observations import Group, GroupDigests
-from bi_bench.harness.results.base import AddedLater, Record
 from bi_bench.harness.suite.schema import Mode
 from bi_bench.harness.suite.yaml_source import dotted
 

@@ -6,9 +6,9 @@ import struct
 from dataclasses import dataclass
 from typing import Literal
 
+from bi_bench.harness.results.base import Record
 from bi_bench.harness.results.observations import Group, Observation
 from bi_bench.kernels.registry import INVARIANT_MODES
-from bi_bench.harness.results.base import Record
 
 Verdict = Literal["pass", "fail", "diverged", "equal", "skipped", "not_applicable", "engine_error"]
 # Verdicts of cases that recorded no observations: skipped here, a capability the backend lacks, the engine failed.

@@ -11,11 +11,11 @@ from typing import Literal
 from pydantic import Field
 
 from bi_bench.harness.results.base import differences
-from bi_bench.harness.results.metrics import NOT_RUN
-from bi_bench.kernels.registry import INVARIANT_MODES
-from bi_bench.harness.results.observations import GroupDigests
 from bi_bench.harness.results.base import Record
 from bi_bench.harness.results.file import CaseResult, Environment, ResultsFile, SchemaVersion, SCHEMA_VERSION
+from bi_bench.harness.results.metrics import NOT_RUN
+from bi_bench.harness.results.observations import GroupDigests
+from bi_bench.kernels.registry import INVARIANT_MODES
 
 INFIX = ".reproduced-"
 Outcome = Literal["reproduced", "differs", "skipped"]

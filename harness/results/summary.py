@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import get_args
 
-from bi_bench.harness.results.metrics import NOT_RUN, Verdict
 from bi_bench.harness.results.file import CaseResult, Summary
+from bi_bench.harness.results.metrics import NOT_RUN, Verdict
 
 
 # Counted only where they occur, so files written before these verdicts existed recompute to their own summary.

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from bi_bench.harness.run import lock
 from bi_bench.harness.results.file import Environment, slug
+from bi_bench.harness.run import lock
 from bi_bench.kernels.cpu.extension import extension
 from bi_bench.kernels.cpu.isa import cpu_flags, isa_class, isa_features
 

@@ -11,18 +11,18 @@ from typing import Iterable, Iterator, Protocol
 from bi_bench.engine import SamplingParams
 from bi_bench.harness.backends import EngineError, NotApplicable
 from bi_bench.harness.checks import CHECKS, CaseContext, Skip
-from bi_bench.harness.run.pool import EnginePool
-from bi_bench.harness.run.environment import environment
-from bi_bench.harness.run.journal import Journal, JournalHeader
-from bi_bench.harness.suite.matrix import CaseSpec, expand, shard
+from bi_bench.harness.results.file import BackendRecord, CaseResult, Environment, ResultsFile, SuiteRecord, save, slug
 from bi_bench.harness.results.metrics import case_metrics, verdict
 from bi_bench.harness.results.observations import group_digests
-from bi_bench.harness.suite.prompts import PromptSource
-from bi_bench.harness.results.file import BackendRecord, CaseResult, Environment, ResultsFile, SuiteRecord, save, slug
-from bi_bench.harness.suite.schema import ModelSpec, Suite
-from bi_bench.harness.suite.load import LoadedSuite
 from bi_bench.harness.results.summary import summarize
+from bi_bench.harness.run.environment import environment
+from bi_bench.harness.run.journal import Journal, JournalHeader
+from bi_bench.harness.run.pool import EnginePool
 from bi_bench.harness.run.throughput import measure
+from bi_bench.harness.suite.load import LoadedSuite
+from bi_bench.harness.suite.matrix import CaseSpec, expand, shard
+from bi_bench.harness.suite.prompts import PromptSource
+from bi_bench.harness.suite.schema import ModelSpec, Suite
 
 
 NOT_RUN_BY = {Skip: "skipped", NotApplicable: "not_applicable", EngineError: "engine_error"}

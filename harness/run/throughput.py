@@ -10,11 +10,11 @@ import time
 
 from bi_bench.engine import SamplingParams
 from bi_bench.harness.backends import Engine, EngineError
+from bi_bench.harness.results.file import (ModeThroughput, RunSetting, SettingKey, SettingThroughput, Throughput,
+                                      ThroughputRun)
 from bi_bench.harness.run.pool import EnginePool
 from bi_bench.harness.suite.matrix import Setting, settings
 from bi_bench.harness.suite.prompts import PromptSource
-from bi_bench.harness.results.file import (ModeThroughput, RunSetting, SettingKey, SettingThroughput, Throughput,
-                                      ThroughputRun)
 from bi_bench.harness.suite.schema import ModelSpec, Suite
 
 HEADLINE = (Setting("default", 1), Setting("invariant", 1))

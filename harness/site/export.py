@@ -11,11 +11,11 @@ from typing import Any
 import plotly.offline
 from jinja2 import Environment
 
+from bi_bench.harness.packaged import site_folder
 from bi_bench.harness.results.file import CaseResult
 from bi_bench.harness.results.metrics import Metrics
 from bi_bench.harness.site.load import Model, Run, group_models, load_all
 from bi_bench.harness.site.render import index_context, jinja, model_context, run_context
-from bi_bench.harness.packaged import site_folder
 
 
 MARKER = ".bi-bench-site"  # marks a folder this module built, so a rebuild may empty it

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bi_bench.harness.results.file import ResultsFile, load_results, read_json, slug
-from bi_bench.harness.suite.schema import model_label
 from bi_bench.harness.results.reproduction import INFIX, ReproductionFile, is_reproduction
+from bi_bench.harness.suite.schema import model_label
 from bi_bench.harness.verify.validate import problems_of, validate_file
 
 

@@ -8,13 +8,13 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from bi_bench.harness.packaged import site_folder
 from bi_bench.harness.results.file import ResultsFile
 from bi_bench.harness.site.figures import (check_badge, checks_of, dlogprob_by_position, figure_json,
                                            first_divergence_histogram, invariance_matrix, max_dlogprob,
                                            not_validated_because, throughput_bars, throughput_by_setting, tp_degrees,
                                            unique_completions)
 from bi_bench.harness.site.load import Model, Rejected, Run
-from bi_bench.harness.packaged import site_folder
 from bi_bench.harness.suite.schema import DEFAULT_BACKEND
 
 

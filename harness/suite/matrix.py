@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bi_bench.harness.checks import CHECKS, CheckParams
-from bi_bench.harness.suite.schema import ModelSpec, Suite
 from bi_bench.harness.suite.load import LoadedSuite
+from bi_bench.harness.suite.schema import ModelSpec, Suite
 
 KernelChoice = tuple[tuple[str, str], ...]  # requested variant per op; ops not named use the mode's pick
 

@@ -5,11 +5,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import get_args
 
-from bi_bench.harness.suite.matrix import CaseSpec, expand, shard
-from bi_bench.harness.results.observations import sha256
 from bi_bench.harness.results.file import ResultsFile
-from bi_bench.harness.suite.schema import Device, ModelSpec
+from bi_bench.harness.results.observations import sha256
 from bi_bench.harness.suite.load import LoadedSuite, load_suite
+from bi_bench.harness.suite.matrix import CaseSpec, expand, shard
+from bi_bench.harness.suite.schema import Device, ModelSpec
 
 
 @dataclass(frozen=True)

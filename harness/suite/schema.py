@@ -9,11 +9,13 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from bi_bench.engine import DTYPES
 from bi_bench.harness.results.base import AddedLater, PositiveInt, Strict
-from bi_bench.kernels.registry import MODES
+from bi_bench.kernels.registry import DEVICES, MODES
 
 Mode = Literal[MODES]  # a closed set: an engine accepts no other mode
-Device = Literal["cpu", "cuda"]
+Device = Literal[DEVICES]
+Dtype = Literal[tuple(DTYPES)]
 Seed = Annotated[int, Field(ge=0, lt=1 << 63)]
 
 
@@ -52,7 +54,7 @@ class ModelSpec(AddedLater, Strict):
     added_later = ("backend",)
 
     id: str = Field(min_length=1)
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    dtype: Dtype = "float32"
     tp: list[PositiveInt] = Field(default=[1], min_length=1, description="tensor-parallel degrees to test")
     max_model_len: PositiveInt = 512
     max_num_seqs: PositiveInt = 32

@@ -4,8 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from bi_bench.harness.results.file import CaseResult, ResultsFile
-from bi_bench.harness.results.summary import summarize
 from bi_bench.harness.results.file import load_results
+from bi_bench.harness.results.summary import summarize
 from bi_bench.harness.verify.validate import problems_of
 
 MUST_MATCH = ("suite.sha256", "suite.quick", "model.id", "model.dtype", "model.weights_sha256",

@@ -13,15 +13,15 @@ from pathlib import Path
 import torch
 
 from bi_bench.harness.results.base import differences
-from bi_bench.harness.run.pool import EnginePool
-from bi_bench.harness.run.environment import environment
+from bi_bench.harness.results.file import CaseResult, Environment, ModelRecord, ResultsFile
 from bi_bench.harness.results.metrics import NOT_RUN
 from bi_bench.harness.results.observations import sha256
+from bi_bench.harness.results.reproduction import ReproducedCase, ReproductionFile, outcome, reproducible
+from bi_bench.harness.run.environment import environment
+from bi_bench.harness.run.pool import EnginePool
+from bi_bench.harness.run.runner import Reporter, now, run_cases
 from bi_bench.harness.suite.prompts import PromptSource
 from bi_bench.harness.suite.recorded import RecordedSuite, recorded_suite
-from bi_bench.harness.results.reproduction import ReproducedCase, ReproductionFile, outcome, reproducible
-from bi_bench.harness.results.file import CaseResult, Environment, ModelRecord, ResultsFile
-from bi_bench.harness.run.runner import Reporter, now, run_cases
 
 MODEL_FIELDS = ("dtype", "weights_sha256", "architecture", "params_count", "synthetic_weights", "lm_head_fp32")
 

@@ -10,16 +10,16 @@ from pydantic import ValidationError
 
 from bi_bench.harness.checks import CHECKS
 from bi_bench.harness.results.base import differences
-from bi_bench.harness.suite.matrix import CaseSpec
+from bi_bench.harness.results.file import CaseResult, ResultsFile, read_json
 from bi_bench.harness.results.metrics import NOT_RUN, case_metrics, verdict
 from bi_bench.harness.results.observations import group_digests, sha256
-from bi_bench.harness.suite.recorded import recorded_suite
 from bi_bench.harness.results.reproduction import (ReproductionFile, is_reproduction, reproduction_path,
                                           reproduction_problems)
-from bi_bench.harness.results.file import CaseResult, ResultsFile, read_json
-from bi_bench.harness.suite.schema import Suite
 from bi_bench.harness.results.summary import summarize
 from bi_bench.harness.run.throughput import from_runs
+from bi_bench.harness.suite.matrix import CaseSpec
+from bi_bench.harness.suite.recorded import recorded_suite
+from bi_bench.harness.suite.schema import Suite
 from bi_bench.harness.suite.yaml_source import dotted
 
 

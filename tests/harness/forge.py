@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bi_bench.harness.checks import CHECKS
+from bi_bench.harness.results.file import CaseResult, ResultsFile, load_results, save
 from bi_bench.harness.results.metrics import case_metrics, verdict
 from bi_bench.harness.results.observations import Group, group_digests
-from bi_bench.harness.results.file import CaseResult, ResultsFile, load_results, save
 from bi_bench.harness.results.summary import summarize
 
 

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from bi_bench.engine import LLM
-from bi_bench.harness.run import environment as env_module
 from bi_bench.engine import torch_threads
-from bi_bench.harness.run.environment import environment, git_state, torch_cpu_config
 from bi_bench.harness.backends.bi_bench_engine import engine_record
+from bi_bench.harness.run import environment as env_module
+from bi_bench.harness.run.environment import environment, git_state, torch_cpu_config
 from bi_bench.kernels.cpu.isa import cpu_flags, isa_class, isa_features
 from conftest import invoke, load
 

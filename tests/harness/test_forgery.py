@@ -8,8 +8,8 @@ from typing import Callable
 
 import pytest
 
-from bi_bench.harness.results.packed import FLOAT32, float_bytes, pack, unpack
 from bi_bench.harness.results.file import load_results, save
+from bi_bench.harness.results.packed import FLOAT32, float_bytes, pack, unpack
 from conftest import invoke
 from forge import consistent, forge, replaced, with_group
 

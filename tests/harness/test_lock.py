@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 
+from bi_bench.harness.results.file import Environment
 from bi_bench.harness.run import lock
 from bi_bench.harness.run.environment import environment
-from bi_bench.harness.results.file import Environment
 
 
 def test_pins_skip_comments_and_normalise_names() -> None:

@@ -11,8 +11,8 @@ import torch
 
 from bi_bench.engine import ModelLoadError
 from bi_bench.harness.backends import bi_bench_engine
-from bi_bench.harness.results.reproduction import reproduction_path
 from bi_bench.harness.results.file import load_results, save
+from bi_bench.harness.results.reproduction import reproduction_path
 from conftest import invoke, load, shared_run, small_document
 from forge import consistent
 

@@ -10,11 +10,11 @@ import pytest
 import yaml
 
 from bi_bench.harness.results import file as results_module
-from bi_bench.harness.run.environment import environment
-from bi_bench.harness.run.journal import Journal, JournalHeader
 from bi_bench.harness.results.file import load_results, save, slug
 from bi_bench.harness.results.observations import Observation
 from bi_bench.harness.results.repeats import expanded
+from bi_bench.harness.run.environment import environment
+from bi_bench.harness.run.journal import Journal, JournalHeader
 from bi_bench.harness.suite.load import load_suite
 from conftest import REPO, invoke, write_suite
 

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from bi_bench.engine import SamplingParams
-from bi_bench.harness.run.pool import EnginePool
-from bi_bench.harness.suite.matrix import Setting
 from bi_bench.harness.results.file import ThroughputRun
-from bi_bench.harness.suite.schema import Suite
+from bi_bench.harness.run.pool import EnginePool
 from bi_bench.harness.run.throughput import from_runs, measure, throughput_settings
+from bi_bench.harness.suite.matrix import Setting
+from bi_bench.harness.suite.schema import Suite
 
 SUITE = Suite.model_validate({
     "name": "matrix",

@@ -8,16 +8,16 @@ import numpy as np
 import yaml
 
 from bi_bench.harness.checks import CHECKS
-from bi_bench.harness.suite.matrix import CaseSpec, expand
+from bi_bench.harness.results.file import (CaseResult, Environment, ModelRecord, ResultsFile, SuiteRecord, ThroughputRun,
+                                      save, slug, write_atomic)
 from bi_bench.harness.results.metrics import case_metrics, verdict
 from bi_bench.harness.results.observations import Candidate, Group, Observation, group_digests, sha256
 from bi_bench.harness.results.reproduction import (ReproducedCase, ReproductionFile, outcome, reproducible,
                                           reproduction_path)
-from bi_bench.harness.results.file import (CaseResult, Environment, ModelRecord, ResultsFile, SuiteRecord, ThroughputRun,
-                                      save, slug, write_atomic)
-from bi_bench.harness.suite.load import LoadedSuite, load_suite
 from bi_bench.harness.results.summary import summarize
 from bi_bench.harness.run.throughput import from_runs
+from bi_bench.harness.suite.load import LoadedSuite, load_suite
+from bi_bench.harness.suite.matrix import CaseSpec, expand
 
 CHECK_NAMES = ("batch_size", "order", "prefix_cache", "repeat", "unique_completions")
 TOKENS = 6

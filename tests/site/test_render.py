@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from bi_bench.harness.results.reproduction import reproduction_path
+from bi_bench.harness.cli.site import site
 from bi_bench.harness.results.file import slug
+from bi_bench.harness.results.reproduction import reproduction_path
 from bi_bench.harness.site import build
 from bi_bench.harness.site.figures import check_badge
 from bi_bench.harness.site.load import group_models, load_all
 from bi_bench.harness.site.render import index_context, reproduce_lines
-from bi_bench.harness.cli.site import site
 from results_factory import (FORGED, FORGED_CASE, SCRIPT_PAYLOAD, SETTINGS, VALIDATED, make_results, write,
                              write_leaderboard, write_reproduction)
 
