@@ -24,7 +24,7 @@ from bi_bench.harness.results.reproduction import ReproductionFile, reproduction
 from bi_bench.harness.run.runner import RunOptions, run_suite
 from bi_bench.harness.suite.load import LoadedSuite, load_suite
 from bi_bench.harness.suite.matrix import expand
-from bi_bench.harness.suite.matrix import shard as shard_cases
+from bi_bench.harness.suite.matrix import Shard
 from bi_bench.harness.verify.compare import render as render_changes
 from bi_bench.harness.verify.merge import merge as merge_shards
 from bi_bench.harness.verify.reproduce import Selection
@@ -138,18 +138,18 @@ def _list_cases(loaded: LoadedSuite, options: RunOptions) -> None:
     for model in loaded.suite.models:
         cases = expand(loaded, model)
         if options.shard:
-            cases = shard_cases(cases, *options.shard)
+            cases = options.shard.cases(cases)
         for case in cases:
             click.echo(f"{model.id}\t{model.dtype}\t{case.id}")
 
 
-def parse_shard(text: str | None) -> tuple[int, int] | None:
+def parse_shard(text: str | None) -> Shard | None:
     if text is None:
         return None
     match = re.fullmatch(r"([0-9]{1,6})/([0-9]{1,6})", text)
     if not match or not 1 <= int(match[1]) <= int(match[2]):
         raise ValueError(f"--shard {text!r}: expected I/N with 1 <= I <= N, e.g. 1/2")
-    return int(match[1]), int(match[2])
+    return Shard.parse(text)
 
 
 @main.command()

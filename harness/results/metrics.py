@@ -4,13 +4,14 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from bi_bench.harness.results.base import Record
 from bi_bench.harness.results.observations import Group, Observation
 from bi_bench.kernels.registry import INVARIANT_MODES
 
 Verdict = Literal["pass", "fail", "diverged", "equal", "skipped", "not_applicable", "engine_error"]
+VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
 # Verdicts of cases that recorded no observations: skipped here, a capability the backend lacks, the engine failed.
 NOT_RUN = ("skipped", "not_applicable", "engine_error")
 

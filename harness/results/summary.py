@@ -1,10 +1,8 @@
 """The summary figures of a results file, from its cases alone."""
 from __future__ import annotations
 
-from typing import get_args
-
 from bi_bench.harness.results.file import CaseResult, Summary
-from bi_bench.harness.results.metrics import NOT_RUN, Verdict
+from bi_bench.harness.results.metrics import NOT_RUN, VERDICTS
 
 
 # Counted only where they occur, so files written before these verdicts existed recompute to their own summary.
@@ -13,7 +11,7 @@ ADDED_LATER = ("not_applicable", "engine_error")
 
 def summarize(cases: list[CaseResult], synthetic_weights: bool, complete: bool) -> Summary:
     """`complete`: the file holds every case of its suite (not one shard of it)."""
-    counts = {v: sum(c.verdict == v for c in cases) for v in get_args(Verdict)}
+    counts = {v: sum(c.verdict == v for c in cases) for v in VERDICTS}
     verdicts = {v: n for v, n in counts.items() if n or v not in ADDED_LATER}
     controls = [c for c in cases if c.is_control and c.verdict not in NOT_RUN]
     diverged = sum(c.verdict == "diverged" for c in controls)

@@ -20,7 +20,7 @@ from bi_bench.harness.run.journal import Journal, JournalHeader
 from bi_bench.harness.run.pool import EnginePool
 from bi_bench.harness.run.throughput import measure
 from bi_bench.harness.suite.load import LoadedSuite
-from bi_bench.harness.suite.matrix import CaseSpec, expand, shard
+from bi_bench.harness.suite.matrix import CaseSpec, Shard, expand
 from bi_bench.harness.suite.prompts import PromptSource
 from bi_bench.harness.suite.schema import ModelSpec, Suite
 
@@ -32,12 +32,12 @@ NOT_RUN_BY = {Skip: "skipped", NotApplicable: "not_applicable", EngineError: "en
 class RunOptions:
     out: Path
     command: list[str]
-    shard: tuple[int, int] | None = None
+    shard: Shard | None = None
     resume: bool = False
 
     @property
     def shard_label(self) -> str | None:
-        return f"{self.shard[0]}/{self.shard[1]}" if self.shard else None
+        return str(self.shard) if self.shard else None
 
 
 class Reporter(Protocol):
@@ -77,7 +77,7 @@ def _run_model(loaded: LoadedSuite, model: ModelSpec, options: RunOptions, env: 
         contents = journal.read()
     cases = expand(loaded, model)
     if options.shard:
-        cases = shard(cases, *options.shard)
+        cases = options.shard.cases(cases)
     reporter.model_started(f"{model.id} ({model.dtype})", len(cases), len(contents.cases))
     for result in run_cases([spec for spec in cases if spec.id not in contents.cases], pool, loaded, prompts,
                             reporter):
@@ -184,7 +184,7 @@ def _resumable_run_id(loaded: LoadedSuite, options: RunOptions, env: Environment
 
 def _new_run_id(loaded: LoadedSuite, options: RunOptions) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")[:-3] + "Z"
-    shard = f"-shard{options.shard[0]}of{options.shard[1]}" if options.shard else ""
+    shard = f"-shard{options.shard.indices[0]}of{options.shard.count}" if options.shard else ""
     return f"{loaded.suite.name}-{stamp}{shard}{'-quick' if loaded.is_quick else ''}"
 
 

@@ -68,6 +68,21 @@ def _combinations(axes: dict[str, list[str]]) -> list[KernelChoice]:
     return [tuple(zip(ops, names)) for names in itertools.product(*(axes[op] for op in ops))]
 
 
-def shard(cases: list[CaseSpec], index: int, count: int) -> list[CaseSpec]:
-    """Shard `index` of `count` (1-based): every count-th case, so each shard gets a mix of settings."""
-    return [case for case in cases if case.index % count == index - 1]
+@dataclass(frozen=True)
+class Shard:
+    """The shards of a run that a file holds, labelled "I/N" (1-based), or "I,J/N" once merged. Shard I holds
+    every N-th case from the I-th, so each gets a mix of settings."""
+
+    indices: tuple[int, ...]
+    count: int
+
+    @classmethod
+    def parse(cls, label: str) -> Shard:
+        indices, count = label.split("/")
+        return cls(tuple(int(index) for index in indices.split(",")), int(count))
+
+    def __str__(self) -> str:
+        return f"{','.join(map(str, self.indices))}/{self.count}"
+
+    def cases(self, cases: list[CaseSpec]) -> list[CaseSpec]:
+        return [case for case in cases if case.index % self.count + 1 in self.indices]

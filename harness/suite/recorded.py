@@ -8,7 +8,7 @@ from typing import get_args
 from bi_bench.harness.results.file import ResultsFile
 from bi_bench.harness.results.observations import sha256
 from bi_bench.harness.suite.load import LoadedSuite, load_suite
-from bi_bench.harness.suite.matrix import CaseSpec, expand, shard
+from bi_bench.harness.suite.matrix import CaseSpec, Shard, expand
 from bi_bench.harness.suite.schema import Device, ModelSpec
 
 
@@ -47,6 +47,4 @@ def _share(cases: list[CaseSpec], label: str | None) -> list[CaseSpec]:
     """The cases of shard label "I/N" or "I,J/N" (None: every case), in matrix order."""
     if label is None:
         return cases
-    indices, count = label.split("/")
-    chosen = {case.index for index in indices.split(",") for case in shard(cases, int(index), int(count))}
-    return [case for case in cases if case.index in chosen]
+    return Shard.parse(label).cases(cases)

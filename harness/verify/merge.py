@@ -6,6 +6,7 @@ from pathlib import Path
 from bi_bench.harness.results.file import CaseResult, ResultsFile
 from bi_bench.harness.results.file import load_results
 from bi_bench.harness.results.summary import summarize
+from bi_bench.harness.suite.matrix import Shard
 from bi_bench.harness.verify.validate import problems_of
 
 MUST_MATCH = ("suite.sha256", "suite.quick", "model.id", "model.dtype", "model.weights_sha256",
@@ -27,8 +28,8 @@ def merge(paths: list[Path], command: list[str]) -> ResultsFile:
     count, indices = _shard_numbers(shards)
     cases = _union_of_cases(shards)
     complete = sorted(indices) == list(range(1, count + 1))
-    shard_label = None if complete else f"{','.join(map(str, sorted(indices)))}/{count}"
-    ordered = sorted(shards, key=lambda item: int(item[1].suite.shard.split("/")[0]))
+    shard_label = None if complete else str(Shard(tuple(sorted(indices)), count))
+    ordered = sorted(shards, key=lambda item: Shard.parse(item[1].suite.shard).indices)
     return ResultsFile(
         run_id=first.run_id.split("-shard")[0],
         command=command,
@@ -50,9 +51,9 @@ def _shard_numbers(shards: list[tuple[Path, ResultsFile]]) -> tuple[int, list[in
         label = results.suite.shard
         if label is None or "," in label:
             raise ValueError(f"{path}: not a single shard (suite.shard is {label!r})")
-        numbers.append(tuple(map(int, label.split("/"))))
-    counts = {count for _, count in numbers}
-    indices = [index for index, _ in numbers]
+        numbers.append(Shard.parse(label))
+    counts = {number.count for number in numbers}
+    indices = [number.indices[0] for number in numbers]
     if len(counts) != 1:
         raise ValueError(f"shards of different counts: {sorted(counts)}")
     if len(set(indices)) != len(indices):
