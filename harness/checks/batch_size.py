@@ -14,7 +14,7 @@ class Params(CheckParams):
     trials: PositiveInt = 2
 
 
-@register("batch_size", Params, needs=("batch",), control=True)
+@register(Params, needs=("batch",), control=True)
 def run(ctx: CaseContext, params: Params) -> Group:
     """The needle alone vs in batches of each size, at a random position among random-length neighbours."""
     llm = ctx.llm()

@@ -14,7 +14,7 @@ class Params(CheckParams):
     batch_size: PositiveInt = 4
 
 
-@register("chunked_prefill", Params, needs=("batch", "max_num_batched_tokens"), control=True)
+@register(Params, needs=("batch", "max_num_batched_tokens"), control=True)
 def run(ctx: CaseContext, params: Params) -> Group:
     """The needle alone under the model's token budget vs alone and in a batch under each other budget."""
     needle = ctx.needle()

@@ -15,7 +15,7 @@ class Params(CheckParams):
 
 
 # Reordering keeps every kernel's shapes, so even default mode is expected to agree: not a control.
-@register("order", Params, needs=("batch",), control=False)
+@register(Params, needs=("batch",), control=False)
 def run(ctx: CaseContext, params: Params) -> Group:
     """One batch, the needle first, vs the same requests shuffled."""
     llm = ctx.llm()

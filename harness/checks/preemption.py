@@ -12,7 +12,7 @@ class Params(CheckParams):
     num_kv_blocks: PositiveInt | None = None  # None: exactly the blocks the batch's prompts fill
 
 
-@register("preemption", Params, needs=("batch", "preemptions", "num_kv_blocks"), control=True)
+@register(Params, needs=("batch", "preemptions", "num_kv_blocks"), control=True)
 def run(ctx: CaseContext, params: Params) -> Group:
     """The needle alone with plenty of KV cache vs last (first to be preempted) in a batch with too little."""
     needle = ctx.needle()

@@ -11,7 +11,7 @@ class Params(CheckParams):
     batch_size: PositiveInt = 4
 
 
-@register("prefill_decode", Params, needs=("batch", "score"), control=True)
+@register(Params, needs=("batch", "score"), control=True)
 def run(ctx: CaseContext, params: Params) -> Group:
     """The needle's generated tokens and logprobs vs score() of the same tokens, alone and in a batch."""
     llm = ctx.llm()

@@ -13,7 +13,7 @@ class Params(CheckParams):
     trials: PositiveInt = 2
 
 
-@register("prefix_cache", Params, needs=("batch", "reset_prefix_cache", "enable_prefix_caching"),
+@register(Params, needs=("batch", "reset_prefix_cache", "enable_prefix_caching"),
           control=True)
 def run(ctx: CaseContext, params: Params) -> Group:
     """The needle on a cold cache vs again on a warm one, after a prompt sharing its first blocks, and uncached."""

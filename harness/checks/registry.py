@@ -40,9 +40,11 @@ class CheckSpec:
 CHECKS: dict[str, CheckSpec] = {}
 
 
-def register(name: str, params: type[CheckParams], *, control: bool, needs: tuple[str, ...], needs_tp: bool = False,
+def register(params: type[CheckParams], *, control: bool, needs: tuple[str, ...], needs_tp: bool = False,
              claim_modes: tuple[str, ...] = INVARIANT_MODES) -> Callable[[RunFn], RunFn]:
+    """Registers a check under its module's name (checks/<name>.py), described by its docstring's first line."""
     def wrap(run: RunFn) -> RunFn:
+        name = run.__module__.rsplit(".", 1)[-1]
         description = (run.__doc__ or "").strip().splitlines()[0]
         CHECKS[name] = CheckSpec(name, description, params, run, control, needs_tp, claim_modes, needs)
         return run

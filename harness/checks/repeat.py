@@ -15,7 +15,7 @@ class Params(CheckParams):
 
 
 # Run-to-run determinism holds in default mode too on fixed shapes: not a control.
-@register("repeat", Params, needs=("batch",), control=False)
+@register(Params, needs=("batch",), control=False)
 def run(ctx: CaseContext, params: Params) -> Group:
     """One batch run `runs` times on one engine and once on a new engine."""
     llm = ctx.llm()

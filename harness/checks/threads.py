@@ -22,7 +22,7 @@ class Params(CheckParams):
 # Measured on a 2-core AVX2 EPYC in fp32, the same batch at 1 thread vs 2, 3, 5, 8 and 16: default mode changed
 # bits (by 1e-6 to 2e-5 in logprob) for up to 5 of 20 random:tiny-qwen3 needles and up to 2 of 4 smollm2-135m
 # needles per batch size (1, 4, 13), and the same bits at every count for the rest: a control that may not diverge.
-@register("threads", Params, needs=("batch", "threads"), control=False)
+@register(Params, needs=("batch", "threads"), control=False)
 def run(ctx: CaseContext, params: Params) -> Group:
     """One batch at the first thread count vs at each other count (default mode seldom diverges: no control)."""
     needle, neighbours, position = ctx.batch(params.batch_size)

@@ -12,7 +12,7 @@ class Params(CheckParams):
 
 
 # Batch-invariant kernels alone do not make TP=N equal TP=1: only tp-invariant mode claims that.
-@register("tp", Params, needs=("batch", "tensor_parallel_size"), control=True, needs_tp=True,
+@register(Params, needs=("batch", "tensor_parallel_size"), control=True, needs_tp=True,
           claim_modes=("tp-invariant",))
 def run(ctx: CaseContext, params: Params) -> Group:
     """The needle at TP>1, alone and in a batch, vs alone at TP=1."""

@@ -12,7 +12,7 @@ class Params(CheckParams):
     batch_size: PositiveInt = 4
 
 
-@register("trainer_parity", Params, needs=("batch", "score", "trainer"), control=False)
+@register(Params, needs=("batch", "score", "trainer"), control=False)
 def run(ctx: CaseContext, params: Params) -> Group:
     """Sampled logprobs (needle in a batch) vs score() and vs an unmodified HF model's forward."""
     llm = ctx.llm()

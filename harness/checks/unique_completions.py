@@ -16,7 +16,7 @@ class Params(CheckParams):
     batch_sizes: list[PositiveInt] = Field(default=[1, 4, 12], min_length=1)
 
 
-@register("unique_completions", Params, needs=("batch",), control=True)
+@register(Params, needs=("batch",), control=True)
 def run(ctx: CaseContext, params: Params) -> Group:
     """The needle at temperature 0, sampled N times in batches of cycling sizes (distinct_completions counts)."""
     llm = ctx.llm()

@@ -25,6 +25,7 @@ from bi_bench.harness.run.runner import RunOptions, run_suite
 from bi_bench.harness.suite.load import LoadedSuite, load_suite
 from bi_bench.harness.suite.matrix import expand
 from bi_bench.harness.suite.matrix import Shard
+from bi_bench.harness.suite.prompts import ENGLISH
 from bi_bench.harness.verify.compare import render as render_changes
 from bi_bench.harness.verify.merge import merge as merge_shards
 from bi_bench.harness.verify.reproduce import Selection
@@ -37,12 +38,7 @@ DEMO_SUITE = "smollm2-cpu.yaml"
 CHECK_FAILED = 1
 INTERRUPTED = 130
 
-DEMO_PROMPTS = (
-    "The capital of France is",
-    "Write a haiku about the sea:",
-    "def fibonacci(n):",
-    "Three reasons to learn Rust are",
-)
+DEMO_PROMPTS = ENGLISH[:4]
 
 
 @click.group()
