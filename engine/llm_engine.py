@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import random
-from dataclasses import asdict
 
 import torch
 from transformers import PretrainedConfig
@@ -125,11 +124,6 @@ class LLMEngine:
     def run_until_done(self) -> None:
         while self.scheduler.has_unfinished():
             self.step()
-
-    def describe(self) -> dict:
-        graphs = self.runner.graphs
-        return {**asdict(self.config), "kernels": self.runner.kernels.names(),
-                "num_kv_blocks": self.runner.num_kv_blocks, "cuda_graph_batch_sizes": graphs.sizes if graphs else []}
 
 
 def torchrun_launch(config: EngineConfig) -> TorchrunLaunch | None:

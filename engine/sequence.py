@@ -50,10 +50,6 @@ class Sequence:
         return len(self.token_ids) - self.num_computed_tokens
 
     @property
-    def is_finished(self) -> bool:
-        return self.status == SequenceStatus.FINISHED
-
-    @property
     def num_reusable_tokens(self) -> int:
         """How much of a cached prefix may stand in for computing: logits are wanted after it."""
         return (self.num_prompt_tokens if self.scoring else len(self.token_ids)) - 1
