@@ -1,7 +1,7 @@
 """batch_invariant_mode(): routes any torch model's reductions through the engine's invariant kernels.
 
 Overrides the aten ops named in `_OVERRIDES` (the reductions: mm, addmm, bmm, _log_softmax, mean.dim; and the
-pointwise transcendentals, whose libm results differ by ISA) for the CPU dispatch key, and the Triton kernels'
+pointwise functions, whose torch code paths differ per CPU build) for the CPU dispatch key, and the Triton kernels'
 ops for the CUDA key, for the duration of the context, and registers `attn_implementation="bi_bench"` with
 transformers, so an unmodified Hugging Face model computes with the engine's arithmetic. Autograd keeps
 working because the overrides sit below it: the AutogradCPU/AutogradCUDA kernels record the graph and call
