@@ -15,7 +15,7 @@ from bi_bench.engine import LLM, SamplingParams
 from bi_bench.harness.backends.vllm_server import PYTHON_VARIABLE
 from bi_bench.harness.cli.errors import fail, one_line_errors
 from bi_bench.harness.cli.listing import backends_table, checks_table, kernels_table, models_table
-from bi_bench.harness.cli.report import ProgressReporter, print_summary, wide_console
+from bi_bench.harness.cli.report import ProgressReporter, print_changes, print_summary, wide_console
 from bi_bench.harness.cli.site import site
 from bi_bench.harness.packaged import suite_file
 from bi_bench.harness.results.file import save, write_atomic
@@ -26,7 +26,6 @@ from bi_bench.harness.suite.load import LoadedSuite, load_suite
 from bi_bench.harness.suite.matrix import expand
 from bi_bench.harness.suite.matrix import Shard
 from bi_bench.harness.suite.prompts import ENGLISH
-from bi_bench.harness.verify.compare import render as render_changes
 from bi_bench.harness.verify.merge import merge as merge_shards
 from bi_bench.harness.verify.reproduce import Selection
 from bi_bench.harness.verify.reproduce import plan as plan_reproduction
@@ -225,7 +224,7 @@ def list_command(what: str) -> None:
 @one_line_errors
 def compare(a: Path, b: Path) -> None:
     """What changed from results file A to results file B."""
-    render_changes(wide_console(), load_results(a), load_results(b))
+    print_changes(wide_console(), load_results(a), load_results(b))
 
 
 @main.command()

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from bi_bench.harness.results.file import CaseResult, ModeThroughput, ResultsFile, overrides_text
 from bi_bench.harness.suite.matrix import CaseSpec
+from bi_bench.harness.verify.compare import changes
 
 VERDICT_STYLE = {"pass": "green", "fail": "bold red", "diverged": "yellow", "equal": "cyan", "skipped": "dim",
                  "not_applicable": "dim", "engine_error": "bold red"}
@@ -137,3 +138,31 @@ def print_summary(console: Console, path: Path, results: ResultsFile) -> None:
                             "setting, so these checks have not shown they can fail on this model and hardware.",
                             border_style="red"))
     console.print(f"[bold {'green' if s.ok else 'red'}]{'OK' if s.ok else 'FAILED'}[/]: {path}")
+
+
+def print_changes(console: Console, a: ResultsFile, b: ResultsFile) -> None:
+    """`bi-bench compare`: what changed from A to B."""
+    found = changes(a, b)
+    if found.fields:
+        table = Table(title="run identity and environment")
+        for column in ("field", "A", "B"):
+            table.add_column(column)
+        for name, value_a, value_b in found.fields:
+            table.add_row(name, str(value_a), str(value_b))
+        console.print(table)
+    if found.cases:
+        table = Table(title="cases whose verdict or bits changed")
+        for column in ("case", "verdict A", "verdict B", "same bits", "max |Δ| A", "max |Δ| B"):
+            table.add_column(column)
+        for c in found.cases:
+            table.add_row(c.id, *c.verdict, str(c.same_bits), *(str(v) for v in c.max_abs_dlogprob))
+        console.print(table)
+    console.print(f"{found.unchanged} cases unchanged (same verdict, same bits); "
+                  f"{len(found.cases)} changed; only in A: {len(found.only_a)}; only in B: {len(found.only_b)}")
+    for label, ids in (("only in A", found.only_a), ("only in B", found.only_b)):
+        if ids:
+            console.print(f"{label}: {', '.join(ids)}")
+    ta, tb = a.throughput, b.throughput
+    console.print(f"throughput (tok/s) default {rate(ta.default)} -> {rate(tb.default)}, "
+                  f"invariant {rate(ta.invariant)} -> {rate(tb.invariant)}, "
+                  f"overhead {times(ta.overhead)} -> {times(tb.overhead)}")

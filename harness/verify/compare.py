@@ -3,10 +3,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rich.console import Console
-from rich.table import Table
-
-from bi_bench.harness.cli.report import rate, times
 from bi_bench.harness.results.file import CaseResult, ResultsFile
 
 FIELDS = ("suite.name", "suite.sha256", "suite.shard", "suite.quick", "model.id", "model.dtype", "model.revision",
@@ -48,30 +44,3 @@ def _case_change(a: CaseResult, b: CaseResult) -> CaseChange:
         return case.metrics.max_abs_dlogprob if case.metrics else None
 
     return CaseChange(a.id, (a.verdict, b.verdict), a.digests == b.digests, (dmax(a), dmax(b)))
-
-
-def render(console: Console, a: ResultsFile, b: ResultsFile) -> None:
-    found = changes(a, b)
-    if found.fields:
-        table = Table(title="run identity and environment")
-        for column in ("field", "A", "B"):
-            table.add_column(column)
-        for name, value_a, value_b in found.fields:
-            table.add_row(name, str(value_a), str(value_b))
-        console.print(table)
-    if found.cases:
-        table = Table(title="cases whose verdict or bits changed")
-        for column in ("case", "verdict A", "verdict B", "same bits", "max |Δ| A", "max |Δ| B"):
-            table.add_column(column)
-        for c in found.cases:
-            table.add_row(c.id, *c.verdict, str(c.same_bits), *(str(v) for v in c.max_abs_dlogprob))
-        console.print(table)
-    console.print(f"{found.unchanged} cases unchanged (same verdict, same bits); "
-                  f"{len(found.cases)} changed; only in A: {len(found.only_a)}; only in B: {len(found.only_b)}")
-    for label, ids in (("only in A", found.only_a), ("only in B", found.only_b)):
-        if ids:
-            console.print(f"{label}: {', '.join(ids)}")
-    ta, tb = a.throughput, b.throughput
-    console.print(f"throughput (tok/s) default {rate(ta.default)} -> {rate(tb.default)}, "
-                  f"invariant {rate(ta.invariant)} -> {rate(tb.invariant)}, "
-                  f"overhead {times(ta.overhead)} -> {times(tb.overhead)}")
