@@ -10,11 +10,11 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from bi_bench.engine import DTYPES
-from bi_bench.engine import ENGINE_OPS
 from bi_bench.harness.checks import CHECKS, CheckParams
 from bi_bench.harness.suite.schema import ModelSpec, Suite
 from bi_bench.harness.suite.yaml_source import YamlSource
 from bi_bench.kernels import KernelError, get
+from bi_bench.kernels.registry import OPS
 
 QUICK_MAX_TOKENS = 4
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -97,8 +97,8 @@ def _check_params(source: YamlSource, name: str, params: dict | None) -> CheckPa
 def _check_kernels(source: YamlSource, suite: Suite) -> None:
     for mode, axes in suite.kernels.items():
         for op, names in axes.items():
-            if op not in ENGINE_OPS:
-                raise source.error(("kernels", mode, op), f"unknown op {op!r}; ops: {', '.join(ENGINE_OPS)}")
+            if op not in OPS:
+                raise source.error(("kernels", mode, op), f"unknown op {op!r}; ops: {', '.join(OPS)}")
             for index, name in enumerate(names):
                 loc = ("kernels", mode, op, index)
                 try:
