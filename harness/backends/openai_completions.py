@@ -9,6 +9,7 @@ or one request per prompt, all in flight at once (`concurrent`: the continuous-b
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -25,20 +26,29 @@ TOKEN_ID_PREFIX = "token_id:"
 RESET_ENDPOINTS = ("/reset_prefix_cache", "/flush_cache")  # vLLM (dev mode), SGLang
 
 
-class OpenAICompletions(Backend):
+class ServerBackend(Backend):
+    """An engine behind an HTTP server: it forms a batch as the suite's `batching` says."""
+
+    @property
+    def uniform_batches(self) -> bool:
+        return self.spec.batching == "request"
+
+
+@dataclass
+class OpenAICompletions(ServerBackend):
     name = "openai"
     description = "an OpenAI-compatible /v1/completions server at base_url, run by someone else"
     capabilities = Capabilities(logprobs="raw", can=frozenset({"batch", "seed"}), settings=frozenset(), modes=MODES)
+    server: Server | None = None
 
     @classmethod
     def from_spec(cls, spec: BackendSpec, model_id: str, device: str) -> Backend:
         for field in ("base_url", "model"):
             if not getattr(spec, field):
                 raise ValueError(f"backend {cls.name}: {field}: required")
-        backend = cls(model_id, device, spec)
-        backend.server = Server(spec.base_url.rstrip("/"), spec.model, spec.timeout, spec.batching)
-        backend.server.check(cls.name)
-        return backend
+        server = Server(spec.base_url.rstrip("/"), spec.model, spec.timeout, spec.batching)
+        server.check(cls.name)
+        return cls(model_id, device, spec, server)
 
     @property
     def claimed_mode(self) -> str:
@@ -48,10 +58,6 @@ class OpenAICompletions(Backend):
     def modes(self) -> tuple[str, ...]:
         """The server runs as it was started: in the one mode it claims."""
         return (self.claimed_mode,)
-
-    @property
-    def uniform_batches(self) -> bool:
-        return self.spec.batching == "request"
 
     def build(self, args: dict[str, Any]) -> Server:
         return self.server

@@ -17,13 +17,14 @@ import tempfile
 import time
 import weakref
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import requests
 
-from bi_bench.harness.backends.base import Backend, Capabilities, EngineError
-from bi_bench.harness.backends.openai_completions import Server, first_line
+from bi_bench.harness.backends.base import Capabilities, EngineError
+from bi_bench.harness.backends.openai_completions import Server, ServerBackend, first_line
 from bi_bench.harness.run.lock import REPO
 from bi_bench.harness.suite.schema import BackendSpec
 from bi_bench.kernels.registry import ONE_DEVICE_MODES
@@ -41,7 +42,8 @@ WRAPPING_ERRORS = ("EngineDeadError", "EngineGenerateError")  # vLLM's own wrapp
 QUIET_LEVEL = re.compile(r"\b(?:DEBUG|INFO|WARNING) \d\d-\d\d ")
 
 
-class VLLMServer(Backend):
+@dataclass
+class VLLMServer(ServerBackend):
     name = "vllm"
     description = "vLLM's OpenAI-compatible server, started and stopped by the harness (invariant: " \
                   "VLLM_BATCH_INVARIANT=1)"
@@ -49,6 +51,8 @@ class VLLMServer(Backend):
                                 can=frozenset({"batch", "seed", "reset_prefix_cache", "threads"}),
                                 settings=frozenset({"enable_prefix_caching", "max_num_batched_tokens", "cpu_threads"}),
                                 modes=ONE_DEVICE_MODES)
+    python: Path = DEFAULT_PYTHON
+    started: dict[str, dict[str, Any]] = field(default_factory=dict)  # mode -> its first server, as recorded
 
     @classmethod
     def from_spec(cls, spec: BackendSpec, model_id: str, device: str) -> Backend:
@@ -56,14 +60,7 @@ class VLLMServer(Backend):
         if not os.access(python, os.X_OK):
             raise ValueError(f"backend {cls.name}: python: {python} is not there; `make vllm` builds it "
                              f"(or pass --vllm-python)")
-        backend = cls(model_id, device, spec)
-        backend.python = python
-        backend.started = {}  # mode -> its first server's description: results record default mode's
-        return backend
-
-    @property
-    def uniform_batches(self) -> bool:
-        return self.spec.batching == "request"
+        return cls(model_id, device, spec, python)
 
     def build(self, args: dict[str, Any]) -> VLLMProcess:
         source = self.source()
