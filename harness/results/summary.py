@@ -19,15 +19,27 @@ def summarize(cases: list[CaseResult], synthetic_weights: bool, complete: bool) 
     none_diverged = diverged == 0
     failed = counts["fail"] + counts["engine_error"]  # an engine that crashed under a check failed it
     ok = failed == 0 and diverged == len(controls) and not (none_diverged and complete)
-    return Summary(
-        cases=len(cases),
-        verdicts=verdicts,
-        claims=verdicts["pass"] + verdicts["fail"],
-        claims_held=verdicts["pass"],
-        controls=len(controls),
-        controls_diverged=diverged,
-        no_control_diverged=none_diverged,
-        ok=ok,
-        validated=(ok and not synthetic_weights and complete and not any(counts[v] for v in NOT_RUN)
-                   and counts["pass"] > 0),
-    )
+    summary = Summary(cases=len(cases), verdicts=verdicts, claims=verdicts["pass"] + verdicts["fail"],
+                      claims_held=verdicts["pass"], controls=len(controls), controls_diverged=diverged,
+                      no_control_diverged=none_diverged, ok=ok, validated=False)
+    validated = not synthetic_weights and not shortfalls(summary, complete)
+    return summary.model_copy(update={"validated": validated})
+
+
+def shortfalls(summary: Summary, complete: bool) -> list[str]:
+    """The validation rule, as the reasons a file is not validated (none: it is, unless its weights are synthetic,
+    which every page marks on its own): every claim held, every control diverged, at least one did, every case of
+    the suite is present and ran, and at least one claim held."""
+    count = summary.verdicts.get
+    reasons = [
+        (count("fail", 0) > 0, f"failed claims: {count('fail', 0)}"),
+        (count("engine_error", 0) > 0, f"engine errors: {count('engine_error', 0)}"),
+        (summary.controls_diverged < summary.controls,
+         f"controls diverged: {summary.controls_diverged}/{summary.controls}"),
+        (summary.no_control_diverged, "no control diverged"),
+        (not complete, "one shard"),
+        (count("skipped", 0) > 0, f"skipped cases: {count('skipped', 0)}"),
+        (count("not_applicable", 0) > 0, f"not applicable: {count('not_applicable', 0)}"),
+        (summary.claims_held == 0, "no claim held"),
+    ]
+    return [text for applies, text in reasons if applies]

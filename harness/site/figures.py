@@ -11,6 +11,7 @@ import plotly.offline
 
 from bi_bench.harness.results.file import CaseResult, ResultsFile, SettingThroughput, overrides_text
 from bi_bench.harness.results.metrics import NOT_RUN, VERDICTS, Metrics, compare
+from bi_bench.harness.results.summary import shortfalls
 from bi_bench.harness.site.load import Run
 
 
@@ -48,22 +49,13 @@ def unique_completions(results: ResultsFile) -> int | None:
 
 def not_validated_because(results: ResultsFile) -> list[str]:
     """Synthetic weights go unsaid: every page that shows these reasons marks synthetic runs on its own."""
-    s = results.summary
-    reasons = [
-        (s.verdicts.get("fail", 0) > 0, f"failed claims: {s.verdicts.get('fail', 0)}"),
-        (s.verdicts.get("engine_error", 0) > 0, f"engine errors: {s.verdicts.get('engine_error', 0)}"),
-        (s.controls_diverged < s.controls, f"controls diverged: {s.controls_diverged}/{s.controls}"),
-        (s.no_control_diverged, "no control diverged"),
-        (results.suite.shard is not None, f"one shard: {results.suite.shard}"),
-        (s.verdicts.get("skipped", 0) > 0, f"skipped cases: {s.verdicts.get('skipped', 0)}"),
-        (s.verdicts.get("not_applicable", 0) > 0, f"not applicable: {s.verdicts.get('not_applicable', 0)}"),
-        (s.claims_held == 0, "no claim held"),
-    ]
+    reasons = [f"one shard: {results.suite.shard}" if reason == "one shard" else reason
+               for reason in shortfalls(results.summary, complete=results.suite.shard is None)]
     failed = next((c for c in results.cases if c.verdict in ("fail", "engine_error")), None)
     if failed is not None:
-        reasons.insert(0, (True, f"first failed check: {failed.id} ({failed.verdict}"
-                                 + (f": {failed.reason})" if failed.reason else ")")))
-    return [text for applies, text in reasons if applies]
+        reasons.insert(0, f"first failed check: {failed.id} ({failed.verdict}"
+                          + (f": {failed.reason})" if failed.reason else ")"))
+    return reasons
 
 
 def kernels_label(results: ResultsFile) -> str:
