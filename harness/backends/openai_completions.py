@@ -34,6 +34,10 @@ class ServerBackend(Backend):
         return self.spec.batching == "request"
 
 
+class Unreachable(EngineError):
+    """The server refused or dropped the connection: it is not (or no longer) there."""
+
+
 @dataclass
 class OpenAICompletions(ServerBackend):
     name = "openai"
@@ -125,6 +129,8 @@ class Server:
             answer = self.session.post(f"{self.base_url}/v1/completions", json=body, timeout=self.timeout)
         except requests.Timeout:
             raise EngineError(f"no answer within {self.timeout:g} s") from None
+        except requests.ConnectionError as exc:
+            raise Unreachable(first_line(exc)) from None
         except requests.RequestException as exc:
             raise EngineError(first_line(exc)) from None
         if not answer.ok:

@@ -8,6 +8,7 @@ that no folder of ours stands in for a package it imports.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -24,7 +25,7 @@ from typing import Any, Iterator
 import requests
 
 from bi_bench.harness.backends.base import Capabilities, EngineError
-from bi_bench.harness.backends.openai_completions import Server, ServerBackend, first_line
+from bi_bench.harness.backends.openai_completions import Server, ServerBackend, Unreachable, first_line
 from bi_bench.harness.run.lock import REPO
 from bi_bench.harness.suite.schema import BackendSpec
 from bi_bench.kernels.registry import ONE_DEVICE_MODES
@@ -32,6 +33,7 @@ from bi_bench.kernels.registry import ONE_DEVICE_MODES
 PYTHON_VARIABLE = "BI_BENCH_VLLM_PYTHON"
 OWNER = "BI_BENCH_VLLM_OWNER"  # the harness process that started a server: tests find what it left behind
 DEFAULT_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
+EXIT_SECONDS = 15  # how long a server that stopped answering gets to exit, so its cause of death is the reason
 STARTUP_SECONDS = 600  # a cold start compiles the model: about 2 minutes on 2 cores
 # Both kinds of logprob exist in vLLM; ours are processed, and RL trainers want those (sampler == trainer).
 DEFAULT_ARGS = ("--logprobs-mode", "processed_logprobs")
@@ -116,6 +118,9 @@ class VLLMProcess(Server):
         try:
             return super().generate(prompts, sampling_params)
         except EngineError as exc:
+            if isinstance(exc, Unreachable):  # a server that refuses connections is on its way out
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.process.wait(timeout=EXIT_SECONDS)
             if self.process.poll() is not None:  # died earlier: its cause is further back in the log
                 raise EngineError(f"the server had exited: {root_cause(self.log) or exc}") from None
             raise EngineError(root_cause(self.log, since=logged) or _earlier(root_cause(self.log), exc)) from None

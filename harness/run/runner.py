@@ -133,7 +133,7 @@ def run_case(spec: CaseSpec, pool: EnginePool, loaded: LoadedSuite, prompts: Pro
                 contexts.append(ctx)
                 groups.append(CHECKS[spec.check].run(ctx, spec.params))
         except (Skip, NotApplicable, EngineError) as exc:
-            not_run, reason, groups = NOT_RUN_BY[type(exc)], str(exc), []
+            not_run, reason, groups = _not_run_verdict(exc), str(exc), []
     kernels = next((ctx.kernels for ctx in contexts if ctx.kernels), {})
     metrics = case_metrics(groups) if groups else None
     result = CaseResult(
@@ -143,6 +143,10 @@ def run_case(spec: CaseSpec, pool: EnginePool, loaded: LoadedSuite, prompts: Pro
         metrics=metrics, observations=groups, digests=[group_digests(g) for g in groups],
     )
     return result, sum(ctx.tokens for ctx in contexts)
+
+
+def _not_run_verdict(exc: Exception) -> str:
+    return next(verdict for kind, verdict in NOT_RUN_BY.items() if isinstance(exc, kind))
 
 
 def _needs(spec: CaseSpec, suite: Suite) -> tuple[str, ...]:
