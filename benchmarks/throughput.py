@@ -22,9 +22,9 @@ from transformers import AutoModelForCausalLM
 from bi_bench.engine import SamplingParams
 from bi_bench.engine import resolve
 from bi_bench.harness.backends import EngineError, NotApplicable
-from bi_bench.harness.run.pool import EnginePool
 from bi_bench.harness.run.environment import cpu_model
 from bi_bench.harness.run.model_info import stored_parameters
+from bi_bench.harness.run.pool import EnginePool
 from bi_bench.harness.suite.schema import BackendSpec, ModelSpec
 from bi_bench.kernels.cpu.extension import extension
 from bi_bench.kernels.cpu.isa import cpu_flags, isa_features

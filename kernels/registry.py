@@ -1,7 +1,8 @@
 """Named kernel variants per op, each with the devices, dtypes and batch-invariance it claims."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch
@@ -26,6 +27,15 @@ class KernelVariant:
     # On CUDA its launches depend on tensor shapes and device values only, never on host values of the step,
     # so a captured CUDA graph replays it correctly for later steps of the same shapes.
     graph_safe: bool = True
+    # matmul only: fused(x, weights, biases) runs several linears that share x in one call, each output with the
+    # bits fn(x, weight, bias) gives it alone (`fuses` registers it; `linears` falls back to one call each).
+    fused: Callable | None = None
+
+    def linears(self, x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor | None]
+                ) -> list[torch.Tensor]:
+        if self.fused is not None:
+            return self.fused(x, weights, biases)
+        return [self.fn(x, weight, bias) for weight, bias in zip(weights, biases)]
 
     def supports(self, device: str, dtype: torch.dtype | None = None) -> bool:
         return device in self.devices and (dtype is None or dtype in self.dtypes)
@@ -61,6 +71,16 @@ def register(op: str, name: str, *, devices: tuple[str, ...], batch_invariant: b
         for mode in preferred_for:
             for device in devices if preferred_on is None else preferred_on:
                 _REGISTRY.preferred.setdefault((op, device, mode), []).append(name)
+        return fn
+
+    return wrap
+
+
+def fuses(name: str, op: str = "matmul") -> Callable[[Callable], Callable]:
+    """Decorator: `fn` is variant `name`'s fused form (KernelVariant.fused); register the variant first."""
+
+    def wrap(fn: Callable) -> Callable:
+        _REGISTRY.variants[op][name] = replace(_REGISTRY.variants[op][name], fused=fn)
         return fn
 
     return wrap

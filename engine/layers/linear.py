@@ -1,6 +1,8 @@
 """Tensor-parallel linears through the engine's matmul variant (at TP=1 they hold the whole weight)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -35,6 +37,15 @@ class ColumnParallelLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return column_tiled(self.matmul, x, self.weight, self.bias, self.group.local_chunks)
+
+
+def shared_input(x: torch.Tensor, linears: Sequence[ColumnParallelLinear]) -> list[torch.Tensor]:
+    """x through several column-parallel linears of one matmul variant (q, k and v; gate and up): one kernel
+    call where the variant fuses them (the same bits as a call each), one call each otherwise."""
+    matmul = linears[0].matmul
+    if any(linear.group.local_chunks > 1 for linear in linears):
+        return [linear(x) for linear in linears]
+    return matmul.linears(x, [linear.weight for linear in linears], [linear.bias for linear in linears])
 
 
 class RowParallelLinear(nn.Module):

@@ -41,5 +41,7 @@ class RotaryEmbedding(nn.Module):
 
 def apply_rotary(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """q, k: [T, heads, head_dim]."""
+    """q, k: [T, heads, head_dim]; on CPU one C++ call with these bits (kernels/cpu/csrc/rotary.cpp)."""
+    if q.is_cpu:
+        return pointwise.apply_rotary(q, k, cos, sin)
     return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin

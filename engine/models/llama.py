@@ -13,7 +13,7 @@ from bi_bench.engine.layers.activation import silu_and_mul
 from bi_bench.engine.layers.attention import PagedAttention
 from bi_bench.engine.layers.embed_head import ParallelLMHead, VocabParallelEmbedding
 from bi_bench.engine.layers.layernorm import RMSNorm
-from bi_bench.engine.layers.linear import ColumnParallelLinear, RowParallelLinear
+from bi_bench.engine.layers.linear import ColumnParallelLinear, RowParallelLinear, shared_input
 from bi_bench.engine.layers.rotary_embedding import RotaryEmbedding, apply_rotary, hf_reference
 
 
@@ -57,9 +57,10 @@ class LlamaAttention(nn.Module):
 
     def forward(self, hidden: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
         tokens = hidden.shape[0]
-        q = self.q_proj(hidden).view(tokens, self.num_heads, self.head_dim)
-        k = self.k_proj(hidden).view(tokens, self.num_kv_heads, self.head_dim)
-        v = self.v_proj(hidden).view(tokens, self.num_kv_heads, self.head_dim)
+        q, k, v = shared_input(hidden, (self.q_proj, self.k_proj, self.v_proj))
+        q = q.view(tokens, self.num_heads, self.head_dim)
+        k = k.view(tokens, self.num_kv_heads, self.head_dim)
+        v = v.view(tokens, self.num_kv_heads, self.head_dim)
         if self.qk_norm:
             q, _ = self.q_norm(q)
             k, _ = self.k_norm(k)
@@ -79,7 +80,7 @@ class LlamaMLP(nn.Module):
         self.down_proj = RowParallelLinear(config.intermediate_size, config.hidden_size, bias, kernels.matmul)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(self.act_and_mul(self.gate_proj(x), self.up_proj(x)))
+        return self.down_proj(self.act_and_mul(*shared_input(x, (self.gate_proj, self.up_proj))))
 
 
 class LlamaDecoderLayer(nn.Module):

@@ -1,28 +1,35 @@
 """CPU linear (x @ weight.T + bias) variants."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
 from bi_bench.kernels.cpu import primitives, upcast
-from bi_bench.kernels.cpu.derived import derived
+from bi_bench.kernels.cpu.derived import cacheable, derived, root_of
 from bi_bench.kernels.cpu.extension import extension
 from bi_bench.kernels.cpu.tiling import pad_rows, row_tiled, split_count_from_rows
-from bi_bench.kernels.registry import register
+from bi_bench.kernels.registry import fuses, register
 
 # MKL's small-matrix path (M < 12 here) reduces K in another order than its blocked path.
 MIN_ROWS = 16
 TILE_ROWS = 32
 
 
-def canonical_mm(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """x [M, K] @ weight [N, K].T in x's dtype, by the C++ kernel of csrc/matmul.cpp (its header states the
-    reduction order); fp16 runs as fp32 (its products are exact there) and is rounded once at the end."""
+def canonical_mms(x: torch.Tensor, weights: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """x [M, K] @ weight [N, K].T for each weight, in x's dtype, by one call of the C++ kernel of csrc/matmul.cpp
+    (its header states the reduction order); fp16 runs as fp32 (its products are exact there) and is rounded
+    once at the end."""
     compute = torch.float32 if x.dtype == torch.float16 else x.dtype
-    packed = derived(weight, f"packed_{compute}",
-                     lambda w: extension().pack_weight(w.detach().to(compute).contiguous()))
-    out = extension().canonical_linear(x.to(compute).contiguous(), packed, weight.shape[0])
-    return out if x.dtype == torch.float32 else out.to(x.dtype)
+    packed = [derived(weight, f"packed_{compute}",
+                      lambda w: extension().pack_weight(w.detach().to(compute).contiguous())) for weight in weights]
+    outs = extension().canonical_linears(x.to(compute).contiguous(), packed, [w.shape[0] for w in weights])
+    return outs if x.dtype == torch.float32 else [out.to(x.dtype) for out in outs]
+
+
+def canonical_mm(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return canonical_mms(x, [weight])[0]
 
 
 def min_rows_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -42,6 +49,25 @@ def linear_fp32_accum(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     return F.linear(x.float(), upcast.fp32(weight), None if bias is None else upcast.fp32(bias)).to(x.dtype)
 
 
+def onednn_weight(weight: torch.Tensor) -> torch.Tensor:
+    """weight reordered once into oneDNN's blocked layout (what torch.compile's weight freezing does)."""
+    return derived(weight, "onednn", lambda w: torch.ops.mkldnn._reorder_linear_weight(w.detach(), 1))
+
+
+# Default mode's linear where it was measured (docs/performance.md, benchmarks/decode_kernels.py): on an
+# avx512_bf16 EPYC it beat F.linear (MKL in fp32, oneDNN unpacked in bf16) at every decode shape, fp32 and bf16.
+# Elsewhere it is unmeasured and default mode keeps F.linear (fp32) and fp32_accum (bf16).
+@register("matmul", "onednn_packed", devices=("cpu",) if torch.backends.mkldnn.is_available() else (),
+          batch_invariant=False, dtypes=(torch.float32, torch.bfloat16),
+          description="oneDNN inner product on weights reordered once into its blocked layout, as "
+                      "torch.compile's weight freezing does",
+          preferred_for=("default",) if upcast.NATIVE_HALF_MATMUL else ())
+def linear_onednn_packed(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    if not cacheable(root_of(weight)):  # reordered on every call it would cost more than it saves
+        return F.linear(x, weight, bias)
+    return torch.ops.mkldnn._linear_pointwise(x, onednn_weight(weight), bias, "none", [], "")
+
+
 @register("matmul", "torch", devices=("cpu", "cuda"), batch_invariant=False,
           description="F.linear: the backend picks its kernel (and its K order) from the shape",
           preferred_for=("default",))
@@ -55,6 +81,12 @@ def linear_torch(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
                       "batch, thread count and x86-64 CPU", preferred_for=("invariant",))
 def linear_canonical(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     return _add_bias(canonical_mm(x, weight), bias)
+
+
+@fuses("cpu_canonical")
+def linears_canonical(x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor | None]
+                      ) -> list[torch.Tensor]:
+    return [_add_bias(out, bias) for out, bias in zip(canonical_mms(x, weights), biases)]
 
 
 @register("matmul", "cpu_min_rows", devices=("cpu",), batch_invariant=False,

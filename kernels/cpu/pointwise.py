@@ -42,6 +42,12 @@ def pow_scalar(base: float, exponent: torch.Tensor) -> torch.Tensor:
     return extension().pow_scalar(float(base), exponent) if exponent.is_cpu else torch.pow(base, exponent)
 
 
+def apply_rotary(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hugging Face's q * cos + rotate_half(q) * sin (and k's) in one call, with its roundings (CPU tensors)."""
+    return extension().apply_rotary(q, k, cos, sin)
+
+
 def cumsum_last(x: torch.Tensor) -> torch.Tensor:
     """fp32 inclusive prefix sums over the last dim of a 2-D tensor."""
     return extension().cumsum(x) if x.is_cpu else x.float().cumsum(dim=-1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from bi_bench.kernels.cpu import primitives
+from bi_bench.kernels.cpu.extension import extension
 from bi_bench.kernels.cpu.halving import halving_mean
 from bi_bench.kernels.cpu.tiling import split_count_from_rows
 from bi_bench.kernels.registry import register
@@ -34,13 +35,23 @@ def rmsnorm_torch(x: torch.Tensor, weight: torch.Tensor, eps: float, residual: t
     return _normalize(x, weight, primitives.mean_last(x.float().pow(2)), eps, unit_offset), x
 
 
+def halving_reference(x: torch.Tensor, weight: torch.Tensor, eps: float, residual: torch.Tensor | None = None,
+                      unit_offset: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """cpu_halving's arithmetic in torch ops: what csrc/rmsnorm.cpp computes in one call, and what it runs
+    where that call does not apply (a weight in another dtype than x)."""
+    x = _residual_add(x, residual)
+    return _normalize(x, weight, halving_mean(x.float().pow(2)), eps, unit_offset), x
+
+
 @register("rmsnorm", "cpu_halving", devices=("cpu",), batch_invariant=True,
-          description="mean of squares by pairwise halving: elementwise adds in one fixed order per row",
+          description="mean of squares by pairwise halving: elementwise adds in one fixed order per row, the "
+                      "residual add and the scaling fused in one C++ call",
           preferred_for=("invariant",))
 def rmsnorm_halving(x: torch.Tensor, weight: torch.Tensor, eps: float, residual: torch.Tensor | None = None,
                     unit_offset: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    x = _residual_add(x, residual)
-    return _normalize(x, weight, halving_mean(x.float().pow(2)), eps, unit_offset), x
+    if weight.dtype != x.dtype or (residual is not None and residual.dtype != x.dtype):
+        return halving_reference(x, weight, eps, residual, unit_offset)
+    return extension().halving_rmsnorm(x, weight, residual, eps, unit_offset)
 
 
 @register("rmsnorm", "split", devices=("cpu", "cuda"), batch_invariant=False,

@@ -211,3 +211,54 @@ def test_other_builds_and_capabilities_give_the_same_bits() -> None:
         other = run_probe(isa, capability, engine=True)
         assert other["ops"] == native["ops"], (isa, capability)
         assert other["engine"] == GOLDEN, (isa, capability)
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    return t.view(torch.int32 if t.dtype == torch.float32 else torch.int16)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("unit_offset", [False, True])
+@pytest.mark.parametrize("width", [1, 7, 64, 576, 1000])
+def test_rmsnorm_cpp_has_the_halving_references_bits(dtype: torch.dtype, unit_offset: bool, width: int) -> None:
+    """csrc/rmsnorm.cpp pinned to the torch-op statement of its order (kernels/cpu/rmsnorm.halving_reference)."""
+    from bi_bench.kernels.cpu.rmsnorm import halving_reference, rmsnorm_halving
+    generator = torch.Generator().manual_seed(width)
+    x = (torch.randn(9, width, generator=generator) * 4).to(dtype)
+    weight = (torch.randn(width, generator=generator) * 0.3 + 1).to(dtype)
+    residual = torch.randn(9, width, generator=generator).to(dtype)
+    for given in (None, residual):
+        expected = halving_reference(x, weight, 1e-6, given, unit_offset)
+        got = rmsnorm_halving(x, weight, 1e-6, given, unit_offset)
+        for e, g in zip(expected, got):
+            assert torch.equal(_bits(e), _bits(g))
+    # control: the residual must change the output (a kernel that ignored it would still match without it)
+    assert not torch.equal(_bits(rmsnorm_halving(x, weight, 1e-6, None, unit_offset)[1]),
+                           _bits(rmsnorm_halving(x, weight, 1e-6, residual, unit_offset)[1]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_rotary_cpp_has_hugging_faces_bits(dtype: torch.dtype) -> None:
+    from bi_bench.engine.layers.rotary_embedding import rotate_half
+    from bi_bench.kernels.cpu import pointwise
+    generator = torch.Generator().manual_seed(0)
+    q, k = torch.randn(5, 9, 64, generator=generator).to(dtype), torch.randn(5, 3, 64, generator=generator).to(dtype)
+    angles = torch.rand(5, 64, generator=generator) * 100
+    cos, sin = angles.cos().to(dtype)[:, None], angles.sin().to(dtype)[:, None]
+    got = pointwise.apply_rotary(q, k, cos, sin)
+    for x, g in zip((q, k), got):
+        assert torch.equal(_bits(x * cos + rotate_half(x) * sin), _bits(g))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("m", [1, 7, 64])
+def test_fused_linears_have_the_bits_of_one_call_each(dtype: torch.dtype, m: int) -> None:
+    from bi_bench.kernels import get
+    generator = torch.Generator().manual_seed(m)
+    weights = [torch.nn.Parameter(torch.randn(n, 96, generator=generator).to(dtype), requires_grad=False)
+               for n in (96, 32, 40)]
+    x = torch.randn(m, 96, generator=generator).to(dtype)
+    canonical = get("matmul", "cpu_canonical")
+    fused = canonical.linears(x, weights, [None] * 3)
+    for weight, out in zip(weights, fused):
+        assert torch.equal(_bits(canonical.fn(x, weight)), _bits(out))

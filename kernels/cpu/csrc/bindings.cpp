@@ -5,7 +5,7 @@
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("pack_weight", &pack_weight);
-  m.def("canonical_linear", &canonical_linear);
+  m.def("canonical_linears", &canonical_linears);
   m.def("matmul_isa", &matmul_isa);
   m.def("exp", &canonical_exp);
   m.def("log", &canonical_log);
@@ -14,6 +14,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("cos", &canonical_cos);
   m.def("sin", &canonical_sin);
   m.def("pow_scalar", &canonical_pow_scalar);
+  m.def("halving_rmsnorm", &halving_rmsnorm);
+  m.def("apply_rotary", &apply_rotary);
   m.def("log_softmax", &canonical_log_softmax);
   m.def("cumsum", &canonical_cumsum);
   m.def("row_attention", &row_attention);

@@ -4,10 +4,13 @@
 #include <ATen/ATen.h>
 
 #include <string>
+#include <tuple>
+#include <vector>
 
 // matmul.cpp
 at::Tensor pack_weight(const at::Tensor& weight);
-at::Tensor canonical_linear(const at::Tensor& x, const at::Tensor& packed, int64_t n);
+std::vector<at::Tensor> canonical_linears(const at::Tensor& x, const std::vector<at::Tensor>& packed,
+                                          const std::vector<int64_t>& widths);
 std::string matmul_isa();
 
 // pointwise.cpp
@@ -18,6 +21,15 @@ at::Tensor canonical_gelu_tanh(const at::Tensor& x);
 at::Tensor canonical_cos(const at::Tensor& x);
 at::Tensor canonical_sin(const at::Tensor& x);
 at::Tensor canonical_pow_scalar(double base, const at::Tensor& exponent);
+
+// rmsnorm.cpp
+std::tuple<at::Tensor, at::Tensor> halving_rmsnorm(const at::Tensor& x, const at::Tensor& weight,
+                                                   const c10::optional<at::Tensor>& residual, double eps,
+                                                   bool unit_offset);
+
+// rotary.cpp
+std::tuple<at::Tensor, at::Tensor> apply_rotary(const at::Tensor& q, const at::Tensor& k, const at::Tensor& cos,
+                                                const at::Tensor& sin);
 
 // log_softmax.cpp
 at::Tensor canonical_log_softmax(const at::Tensor& x);

@@ -11,6 +11,8 @@
 // vector width (8 lanes with AVX2, 16 with AVX-512) cannot change a sum, and every output element is
 // computed from start to end by one thread.
 //
+// Several weights that share x (q, k and v; gate and up) go through one call: their panels form one range.
+//
 // Layout: weights are packed once into panels of kCols columns, K innermost ([panel][step][column], or
 // [panel][pair][column][2] for the native bf16 instruction); each call packs x into micro-panels of kRows
 // rows the same way, and a register tile of kRows x kCols accumulators walks the steps.
@@ -22,6 +24,7 @@
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 namespace {
 
@@ -131,9 +134,10 @@ void tile_dpbf16(const uint32_t* a, const uint16_t* b, int64_t pairs, float* out
 }
 #endif
 
+// run(row_panel, col_panel, rows) over every tile; col_panels may span several weights (the caller maps them).
 template <typename tile_fn>
-void for_each_tile(int64_t m, int64_t n, bool emulated_bf16, tile_fn run) {
-  const int64_t row_panels = ceil_div(m, kRows), col_panels = ceil_div(n, kCols);
+void for_each_tile(int64_t m, int64_t col_panels, bool emulated_bf16, tile_fn run) {
+  const int64_t row_panels = ceil_div(m, kRows);
   const int64_t blocks = ceil_div(row_panels, kPanelsPerBlock);
 #pragma omp parallel num_threads(at::get_num_threads())
   {
@@ -143,13 +147,24 @@ void for_each_tile(int64_t m, int64_t n, bool emulated_bf16, tile_fn run) {
       for (int64_t col_panel = 0; col_panel < col_panels; ++col_panel) {
         const int64_t last = std::min(row_panels, (block + 1) * kPanelsPerBlock);
         for (int64_t row_panel = block * kPanelsPerBlock; row_panel < last; ++row_panel) {
-          run(row_panel, col_panel, std::min<int64_t>(kRows, m - row_panel * kRows),
-              std::min<int64_t>(kCols, n - col_panel * kCols));
+          run(row_panel, col_panel, std::min<int64_t>(kRows, m - row_panel * kRows));
         }
       }
     }
   }
 }
+
+// The column panels of several weights as one range: panel p is weight `index`'s panel p - first[index].
+struct Panels {
+  std::vector<int64_t> first;  // first[i]: weight i's first panel; first.back(): all panels
+  explicit Panels(const std::vector<int64_t>& widths) : first{0} {
+    for (int64_t n : widths) first.push_back(first.back() + ceil_div(n, kCols));
+  }
+  int64_t total() const { return first.back(); }
+  int64_t weight_of(int64_t panel) const {
+    return std::upper_bound(first.begin(), first.end(), panel) - first.begin() - 1;
+  }
+};
 
 // fn(std::integral_constant<int, rows>) for rows in 1..kRows: the tiles take their row count as a template argument.
 template <typename fn_t>
@@ -235,50 +250,77 @@ at::Tensor pack_weight(const at::Tensor& weight) {
   return packed;
 }
 
-at::Tensor canonical_linear(const at::Tensor& x, const at::Tensor& packed, int64_t n) {
+// x [M, K] against several packed weights [N_i, K] in one pass (x packed once, one thread team for all their
+// panels): outputs [M, N_i] in fp32, each element's bits those of a call with its weight alone.
+std::vector<at::Tensor> canonical_linears(const at::Tensor& x, const std::vector<at::Tensor>& packed,
+                                          const std::vector<int64_t>& widths) {
   TORCH_CHECK(x.dim() == 2 && x.is_contiguous(), "canonical_linear: x must be contiguous [M, K]");
+  TORCH_CHECK(packed.size() == widths.size(), "canonical_linear: one width per packed weight");
   const int64_t m = x.size(0), k = x.size(1);
-  auto out = at::empty({m, n}, x.options().dtype(at::kFloat));
-  if (m == 0 || n == 0) return out;
-  float* out_data = out.data_ptr<float>();
+  std::vector<at::Tensor> outs;
+  std::vector<float*> out_data;
+  for (int64_t n : widths) {
+    outs.push_back(at::empty({m, n}, x.options().dtype(at::kFloat)));
+    out_data.push_back(outs.back().data_ptr<float>());
+  }
+  const Panels panels(widths);
+  if (m == 0 || panels.total() == 0) return outs;
+  // tile(index, local panel, columns) for each global panel
+  auto locate = [&](int64_t cp, auto tile) {
+    const int64_t index = panels.weight_of(cp), local = cp - panels.first[index], n = widths[index];
+    tile(index, local, std::min<int64_t>(kCols, n - local * kCols), n);
+  };
   if (x.scalar_type() == at::kFloat) {
-    TORCH_CHECK(packed.scalar_type() == at::kFloat && packed.size(1) == k, "canonical_linear: packed fp32 [.., K, ..]");
+    for (const auto& p : packed) {
+      TORCH_CHECK(p.scalar_type() == at::kFloat && p.size(1) == k, "canonical_linear: packed fp32 [.., K, ..]");
+    }
+    std::vector<const float*> weight_data;
+    for (const auto& p : packed) weight_data.push_back(p.data_ptr<float>());
     const auto a = pack_rows<float>(x, k, [](int64_t s) { return s; });
     const float* a_data = a.data_ptr<float>();
-    const float* b_data = packed.data_ptr<float>();
-    for_each_tile(m, n, false, [&](int64_t rp, int64_t cp, int64_t rows, int64_t cols) {
-      with_rows(rows, [&](auto r) {
-        tile<decltype(r)::value>(a_data + rp * k * kRows, b_data + cp * k * kCols, k, out_data + rp * kRows * n + cp * kCols,
-                                 n, cols);
+    for_each_tile(m, panels.total(), false, [&](int64_t rp, int64_t cp, int64_t rows) {
+      locate(cp, [&](int64_t i, int64_t local, int64_t cols, int64_t n) {
+        with_rows(rows, [&](auto r) {
+          tile<decltype(r)::value>(a_data + rp * k * kRows, weight_data[i] + local * k * kCols, k,
+                                   out_data[i] + rp * kRows * n + local * kCols, n, cols);
+        });
       });
     });
-    return out;
+    return outs;
   }
-  TORCH_CHECK(x.scalar_type() == at::kBFloat16 && packed.scalar_type() == at::kShort, "canonical_linear: bf16 x needs bf16 weights");
+  TORCH_CHECK(x.scalar_type() == at::kBFloat16, "canonical_linear: float32 or bfloat16 x");
   const int64_t steps = bf16_steps(k);
-  TORCH_CHECK(packed.size(1) == steps, "canonical_linear: packed weight has another K");
-  const uint16_t* b_data = reinterpret_cast<const uint16_t*>(packed.data_ptr<int16_t>());
+  for (const auto& p : packed) {
+    TORCH_CHECK(p.scalar_type() == at::kShort, "canonical_linear: bf16 x needs bf16 weights");
+    TORCH_CHECK(p.size(1) == steps, "canonical_linear: packed weight has another K");
+  }
+  std::vector<const uint16_t*> weight_data;
+  for (const auto& p : packed) weight_data.push_back(reinterpret_cast<const uint16_t*>(p.data_ptr<int16_t>()));
 #if defined(__AVX512BF16__)
   const auto a = pack_row_pairs(x);
   const uint32_t* a_data = reinterpret_cast<const uint32_t*>(a.data_ptr<int32_t>());
   const int64_t pairs = steps / 2;
-  for_each_tile(m, n, false, [&](int64_t rp, int64_t cp, int64_t rows, int64_t cols) {
-    const uint32_t* ap = a_data + rp * pairs * kRows;
-    const uint16_t* bp = b_data + cp * steps * kCols;
-    float* op = out_data + rp * kRows * n + cp * kCols;
-    with_rows(rows, [&](auto r) { tile_dpbf16<decltype(r)::value>(ap, bp, pairs, op, n, cols); });
+  for_each_tile(m, panels.total(), false, [&](int64_t rp, int64_t cp, int64_t rows) {
+    locate(cp, [&](int64_t i, int64_t local, int64_t cols, int64_t n) {
+      const uint32_t* ap = a_data + rp * pairs * kRows;
+      const uint16_t* bp = weight_data[i] + local * steps * kCols;
+      float* op = out_data[i] + rp * kRows * n + local * kCols;
+      with_rows(rows, [&](auto r) { tile_dpbf16<decltype(r)::value>(ap, bp, pairs, op, n, cols); });
+    });
   });
 #else
   const auto a = pack_rows<at::BFloat16>(x, steps, bf16_source);
   const float* a_data = a.data_ptr<float>();
-  for_each_tile(m, n, true, [&](int64_t rp, int64_t cp, int64_t rows, int64_t cols) {
-    with_rows(rows, [&](auto r) {
-      tile<decltype(r)::value>(a_data + rp * steps * kRows, b_data + cp * steps * kCols, steps,
-                               out_data + rp * kRows * n + cp * kCols, n, cols);
+  for_each_tile(m, panels.total(), true, [&](int64_t rp, int64_t cp, int64_t rows) {
+    locate(cp, [&](int64_t i, int64_t local, int64_t cols, int64_t n) {
+      with_rows(rows, [&](auto r) {
+        tile<decltype(r)::value>(a_data + rp * steps * kRows, weight_data[i] + local * steps * kCols, steps,
+                                 out_data[i] + rp * kRows * n + local * kCols, n, cols);
+      });
     });
   });
 #endif
-  return out;
+  return outs;
 }
 
 std::string matmul_isa() {
