@@ -11,7 +11,7 @@ from bi_bench.kernels.cpu import primitives
 from bi_bench.kernels.cpu.extension import extension
 from bi_bench.kernels.cpu.halving import halving_mean
 from bi_bench.kernels.cpu.tiling import split_count_from_rows
-from bi_bench.kernels.registry import register
+from bi_bench.kernels.registry import FLOATS, register
 
 
 def _residual_add(x: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
@@ -38,7 +38,7 @@ def rmsnorm_torch(x: torch.Tensor, weight: torch.Tensor, eps: float, residual: t
 def halving_reference(x: torch.Tensor, weight: torch.Tensor, eps: float, residual: torch.Tensor | None = None,
                       unit_offset: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """cpu_halving's arithmetic in torch ops: what csrc/rmsnorm.cpp computes in one call, and what it runs
-    where that call does not apply (a weight in another dtype than x)."""
+    where that call does not apply (float64, or a weight or residual in another dtype than x)."""
     x = _residual_add(x, residual)
     return _normalize(x, weight, halving_mean(x.float().pow(2)), eps, unit_offset), x
 
@@ -49,7 +49,7 @@ def halving_reference(x: torch.Tensor, weight: torch.Tensor, eps: float, residua
           preferred_for=("invariant",))
 def rmsnorm_halving(x: torch.Tensor, weight: torch.Tensor, eps: float, residual: torch.Tensor | None = None,
                     unit_offset: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    if weight.dtype != x.dtype or (residual is not None and residual.dtype != x.dtype):
+    if x.dtype not in FLOATS or weight.dtype != x.dtype or (residual is not None and residual.dtype != x.dtype):
         return halving_reference(x, weight, eps, residual, unit_offset)
     return extension().halving_rmsnorm(x, weight, residual, eps, unit_offset)
 
