@@ -18,11 +18,9 @@ import os
 import statistics
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from unittest import mock
 
 import torch
 from throughput import make_prompts, read_bandwidth
@@ -103,15 +101,12 @@ def _instrument_module(leaf: str, module: torch.nn.Module, timer: ExclusiveTimer
         module.forward = timer.wrap(GLUE, module.forward)
     elif isinstance(module, (llama.LlamaAttention, llama.LlamaDecoderLayer, llama.LlamaModel)):
         module.forward = timer.wrap(GLUE, module.forward)
+    if isinstance(module, llama.LlamaAttention):
+        ops = module.pointwise.fn
+        apply_rotary = timer.wrap("rotary (tables + apply)", ops.apply_rotary)
+        module.pointwise = replace(module.pointwise, fn=replace(ops, apply_rotary=apply_rotary))
     if isinstance(module, llama.LlamaModel):
         module.rotary.cos_sin = timer.wrap("rotary (tables + apply)", module.rotary.cos_sin)
-
-
-@contextmanager
-def timed_rotary(timer: ExclusiveTimer) -> Iterator[None]:
-    """apply_rotary is a module-level function: patched for the timed steps only."""
-    with mock.patch.object(llama, "apply_rotary", timer.wrap("rotary (tables + apply)", llama.apply_rotary)):
-        yield
 
 
 def step_seconds(llm: LLM, steps: int, after_step: Callable[[], object] = lambda: None) -> list[float]:
@@ -134,8 +129,7 @@ def profile(model: str, dtype: str, mode: str, prompt: list[int], warm_up: int, 
     timer = ExclusiveTimer()
     instrument(llm, timer)
     per_step: list[dict[str, float]] = []
-    with timed_rotary(timer):
-        instrumented = step_seconds(llm, steps, lambda: per_step.append(timer.take()))
+    instrumented = step_seconds(llm, steps, lambda: per_step.append(timer.take()))
     # medians over steps: on a shared machine a step now and then waits for a core
     return {"dtype": dtype, "mode": mode, "kernels": llm.kernels, "parameters": llm.num_parameters,
             "layers": llm.source.config.num_hidden_layers, "step_ms": 1e3 * statistics.median(bare),

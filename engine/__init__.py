@@ -4,7 +4,7 @@ if __name__ != "bi_bench.engine":  # imported as the top-level `engine` from the
 
     hand_over(__name__)
 else:  # the engine's public surface: the harness imports nothing else of it
-    from bi_bench.engine.config import DTYPES
+    from bi_bench.engine.config import DTYPES, EngineConfig
     from bi_bench.engine.layers.sampler import SampleRequest, Sampler
     from bi_bench.engine.llm import LLM
     from bi_bench.engine.loader import ALIASES, ModelLoadError, ModelSource, random_architectures, resolve
@@ -13,6 +13,6 @@ else:  # the engine's public surface: the harness imports nothing else of it
     from bi_bench.engine.threads import torch_threads
     from bi_bench.engine.trainer import k3_kl, trainer_logprobs, trainer_model
 
-    __all__ = ["ALIASES", "DTYPES", "LLM", "ModelLoadError", "ModelSource", "RequestOutput",
+    __all__ = ["ALIASES", "DTYPES", "EngineConfig", "LLM", "ModelLoadError", "ModelSource", "RequestOutput",
                "SampleRequest", "Sampler", "SamplingParams", "ScoreOutput", "k3_kl", "random_architectures",
                "resolve", "torch_threads", "trainer_logprobs", "trainer_model"]

@@ -18,6 +18,7 @@ class KernelSet:
     attention: KernelVariant
     log_softmax: KernelVariant
     all_reduce: KernelVariant
+    pointwise: KernelVariant
 
     @classmethod
     def choose(cls, device: str, dtype: torch.dtype, mode: str, overrides: dict[str, str] | None = None) -> KernelSet:

@@ -46,7 +46,9 @@ class ModelRunner:
             self.model = model_class(source.config.architectures)(source.config, self.kernels, config.lm_head_fp32)
         load_weights(self.model, source, config.torch_dtype)
         self.model.lm_head.refresh()
-        self.sampler = Sampler(self.kernels.log_softmax)
+        # logits are sampled on the host, so with the host's kernels for the mode
+        host = self.kernels if config.device == "cpu" else KernelSet.choose("cpu", torch.float32, config.mode)
+        self.sampler = Sampler(host.log_softmax, host.pointwise)
         self.attention_layers = [m for m in self.model.modules() if isinstance(m, PagedAttention)]
         self.graphs: DecodeGraphs | None = None
         self.num_kv_blocks = config.num_kv_blocks or self._default_num_blocks()

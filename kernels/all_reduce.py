@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch.distributed import ProcessGroup
 
-from bi_bench.kernels.cpu.tiling import split_count_from_rows
+from bi_bench.kernels.generic.tiling import split_count_from_rows
 from bi_bench.kernels.registry import register
 
 

@@ -19,11 +19,11 @@ import torch
 from bi_bench.kernels import registry
 from bi_bench.kernels.attention_metadata import AttentionMetadata
 from bi_bench.kernels.cpu import pointwise
-from bi_bench.kernels.cpu.attention import in_window
 from bi_bench.kernels.cpu.extension import extension
-from bi_bench.kernels.cpu.halving import halving_mean
-from bi_bench.kernels.cpu.row_attention import attention_row_program
 from bi_bench.kernels.cpu.matmul import canonical_mm
+from bi_bench.kernels.cpu.row_attention import attention_row_program
+from bi_bench.kernels.generic.attention import in_window
+from bi_bench.kernels.generic.halving import halving_mean
 
 ATTENTION_NAME = "bi_bench"
 ATTENTION_BLOCK = 16

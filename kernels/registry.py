@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
-OPS = ("matmul", "rmsnorm", "attention", "log_softmax", "all_reduce")
+OPS = ("matmul", "rmsnorm", "attention", "log_softmax", "all_reduce", "pointwise")
 DEVICES = ("cpu", "cuda")
 INVARIANT_MODES = ("invariant", "tp-invariant")  # an engine in these modes claims batch invariance
 MODES = ("default", *INVARIANT_MODES)
@@ -18,7 +18,7 @@ ONE_DEVICE_MODES = MODES[:2]  # what an engine without tensor parallelism runs
 class KernelVariant:
     op: str
     name: str
-    fn: Callable
+    fn: Any  # a callable; the pointwise op's is a PointwiseOps of them
     devices: tuple[str, ...]
     dtypes: tuple[torch.dtype, ...]
     batch_invariant: bool
@@ -44,8 +44,9 @@ class KernelVariant:
 @dataclass
 class _Registry:
     variants: dict[str, dict[str, KernelVariant]] = field(default_factory=lambda: {op: {} for op in OPS})
-    # Preference order per (op, device, mode): the first registered variant that supports the dtype wins.
-    preferred: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)
+    # Preference order per (op, device, mode): the first registered variant that supports the dtype wins, the
+    # fallbacks after all others.
+    preferred: dict[tuple[str, str, str], list[tuple[bool, str]]] = field(default_factory=dict)
 
 
 _REGISTRY = _Registry()
@@ -58,10 +59,10 @@ class KernelError(ValueError):
 
 def register(op: str, name: str, *, devices: tuple[str, ...], batch_invariant: bool, description: str,
              dtypes: tuple[torch.dtype, ...] = FLOATS, tp_invariant: bool = False, graph_safe: bool = True,
-             preferred_for: tuple[str, ...] = (), preferred_on: tuple[str, ...] | None = None
-             ) -> Callable[[Callable], Callable]:
+             preferred_for: tuple[str, ...] = (), preferred_on: tuple[str, ...] | None = None,
+             fallback: bool = False) -> Callable[[Callable], Callable]:
     """Decorator: registers `fn` as variant `name` of `op`; it is the pick for the modes in `preferred_for` on
-    the devices in `preferred_on` (default: all its devices)."""
+    the devices in `preferred_on` (default: all its devices), as a `fallback` only where no other pick applies."""
     if op not in OPS:
         raise KernelError(f"unknown op {op!r}; ops: {', '.join(OPS)}")
 
@@ -70,7 +71,9 @@ def register(op: str, name: str, *, devices: tuple[str, ...], batch_invariant: b
                                                      description, tp_invariant, graph_safe)
         for mode in preferred_for:
             for device in devices if preferred_on is None else preferred_on:
-                _REGISTRY.preferred.setdefault((op, device, mode), []).append(name)
+                picks = _REGISTRY.preferred.setdefault((op, device, mode), [])
+                picks.append((fallback, name))
+                picks.sort(key=lambda pick: pick[0])  # stable: registration order within each kind
         return fn
 
     return wrap
@@ -113,7 +116,7 @@ def select(op: str, device: str, dtype: torch.dtype, mode: str, override: str | 
         if not variant.supports(device, dtype):
             raise KernelError(f"{op} variant {override!r} does not run on {device} with {dtype}")
         return variant
-    for name in _REGISTRY.preferred.get((op, device, mode), []):
+    for _, name in _REGISTRY.preferred.get((op, device, mode), []):
         variant = _REGISTRY.variants[op][name]
         if variant.supports(device, dtype):
             return variant
@@ -128,5 +131,5 @@ def _load_builtin_variants() -> None:
     if _loaded:
         return
     _loaded = True
-    from bi_bench.kernels import all_reduce, cpu  # noqa: F401  (registers on import)
+    from bi_bench.kernels import all_reduce, cpu, generic  # noqa: F401  (registers on import)
     from bi_bench.kernels import triton as triton_variants  # noqa: F401

@@ -1,14 +1,25 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from bi_bench.kernels.cpu import pointwise
+from bi_bench.kernels import KernelVariant
 
 
-def silu_and_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
-    return pointwise.silu(gate) * up
+@dataclass(frozen=True)
+class SiluAndMul:
+    pointwise: KernelVariant
+
+    def __call__(self, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+        return self.pointwise.fn.silu(gate) * up
 
 
-def gelu_tanh_and_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+@dataclass(frozen=True)
+class GeluTanhAndMul:
     """Gemma's MLP activation (Hugging Face's gelu_pytorch_tanh)."""
-    return pointwise.gelu_tanh(gate) * up
+
+    pointwise: KernelVariant
+
+    def __call__(self, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+        return self.pointwise.fn.gelu_tanh(gate) * up

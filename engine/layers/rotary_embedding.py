@@ -4,13 +4,7 @@ import torch
 from torch import nn
 from transformers import PretrainedConfig
 
-from bi_bench.kernels import batch_invariant_mode
-from bi_bench.kernels.cpu import pointwise
-
-
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    first, second = x.chunk(2, dim=-1)
-    return torch.cat((-second, first), dim=-1)
+from bi_bench.kernels import KernelVariant, batch_invariant_mode
 
 
 def hf_reference(module_class: type[nn.Module], config: PretrainedConfig) -> nn.Module:
@@ -23,9 +17,10 @@ def hf_reference(module_class: type[nn.Module], config: PretrainedConfig) -> nn.
 class RotaryEmbedding(nn.Module):
     """RoPE with Hugging Face's frequencies (rope scaling included) and its fp32-then-cast arithmetic."""
 
-    def __init__(self, reference: nn.Module, prefix: str = "") -> None:
+    def __init__(self, reference: nn.Module, pointwise: KernelVariant, prefix: str = "") -> None:
         """`reference`: a Hugging Face rotary module; Gemma 3's holds one set per layer type, named `<type>_...`."""
         super().__init__()
+        self.pointwise = pointwise
         # A plain attribute, not a buffer: model.to(bfloat16) must not round the frequencies.
         self.inv_freq = torch.Tensor(getattr(reference, f"{prefix}inv_freq")).float().clone()
         self.attention_scaling = float(getattr(reference, f"{prefix}attention_scaling"))
@@ -34,14 +29,7 @@ class RotaryEmbedding(nn.Module):
         """[T, 1, head_dim] each, computed once per step and shared by every layer."""
         freqs = positions[:, None].float() * self.inv_freq
         emb = torch.cat((freqs, freqs), dim=-1)
-        cos = (pointwise.cos(emb) * self.attention_scaling).to(dtype)[:, None, :]
-        sin = (pointwise.sin(emb) * self.attention_scaling).to(dtype)[:, None, :]
+        cos = (self.pointwise.fn.cos(emb) * self.attention_scaling).to(dtype)[:, None, :]
+        sin = (self.pointwise.fn.sin(emb) * self.attention_scaling).to(dtype)[:, None, :]
         return cos, sin
 
-
-def apply_rotary(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """q, k: [T, heads, head_dim]; on CPU one C++ call with these bits (kernels/cpu/csrc/rotary.cpp)."""
-    if q.is_cpu:
-        return pointwise.apply_rotary(q, k, cos, sin)
-    return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin

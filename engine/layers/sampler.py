@@ -3,7 +3,8 @@
 raw logprobs: log_softmax(logits.float()). processed logprobs: log_softmax of the distribution actually
 sampled from (temperature, top-k, top-p, min-p applied). Draws use an exponential race whose noise comes
 from a generator seeded by (request seed, step) alone, so neighbours in the batch never change a draw. Every
-transcendental and prefix sum here is a canonical kernel (kernels/cpu/pointwise.py): the same bits on any CPU.
+transcendental and prefix sum here goes through the pointwise op (on CPU, kernels/cpu/pointwise.py: the same bits
+on any CPU).
 """
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import torch
 
 from bi_bench.engine.sampling_params import SamplingParams
 from bi_bench.kernels import KernelVariant
-from bi_bench.kernels.cpu import pointwise
 
 _SEED_STRIDE = 1_000_003
 _SEED_MASK = (1 << 63) - 1
@@ -32,14 +32,15 @@ def noise_generator(seed: int, step: int) -> torch.Generator:
 
 
 class Sampler:
-    def __init__(self, log_softmax: KernelVariant) -> None:
+    def __init__(self, log_softmax: KernelVariant, pointwise: KernelVariant) -> None:
         self.log_softmax = log_softmax
+        self.ops = pointwise.fn
 
     def __call__(self, logits: torch.Tensor, requests: list[SampleRequest]) -> tuple[list[int], list[float], list[float]]:
         logits = logits.float()
         raw = self.log_softmax.fn(logits)
         processed = self.process(logits, raw, [r.params for r in requests])
-        tokens = [_choose(processed[i], logits[i], request) for i, request in enumerate(requests)]
+        tokens = [self._choose(processed[i], logits[i], request) for i, request in enumerate(requests)]
         index = torch.tensor(tokens)[:, None]
         return tokens, processed.gather(1, index)[:, 0].tolist(), raw.gather(1, index)[:, 0].tolist()
 
@@ -60,7 +61,7 @@ class Sampler:
         if all(p >= 1.0 for p in top_p):
             return scaled
         ordered, order = scaled.sort(dim=-1)
-        cumulative = pointwise.cumsum_last(pointwise.exp(self.log_softmax.fn(ordered)))
+        cumulative = self.ops.cumsum_last(self.ops.exp(self.log_softmax.fn(ordered)))
         drop = cumulative <= (1.0 - torch.tensor(top_p))[:, None]
         drop[:, -1] = False
         return scaled.scatter(1, order, ordered.masked_fill(drop, -torch.inf))
@@ -69,25 +70,22 @@ class Sampler:
         if all(p == 0.0 for p in min_p):
             return scaled
         logprobs = self.log_softmax.fn(scaled)
-        threshold = logprobs.amax(dim=-1, keepdim=True) + pointwise.log(torch.tensor(min_p))[:, None]
+        threshold = logprobs.amax(dim=-1, keepdim=True) + self.ops.log(torch.tensor(min_p))[:, None]
         return scaled.masked_fill(logprobs < threshold, -torch.inf)
 
+    def _choose(self, processed: torch.Tensor, logits: torch.Tensor, request: SampleRequest) -> int:
+        if request.target is not None:
+            return request.target
+        if request.params.greedy:
+            return int(logits.argmax())
+        return int((processed - self.ops.log(self.exponential_noise(processed.shape[-1], request))).argmax())
 
-
-def _choose(processed: torch.Tensor, logits: torch.Tensor, request: SampleRequest) -> int:
-    if request.target is not None:
-        return request.target
-    if request.params.greedy:
-        return int(logits.argmax())
-    return int((processed - pointwise.log(exponential_noise(processed.shape[-1], request))).argmax())
-
-
-def exponential_noise(count: int, request: SampleRequest) -> torch.Tensor:
-    """Exp(1) draws as -log(1 - u): torch.rand's 24-bit uniforms are exact bit moves, torch's exponential_ is not
-    guaranteed to be (its kernel is another one per build). Never 0, whose log would make a masked token's
-    -inf - -inf a NaN that argmax picks."""
-    uniform = torch.rand(count, generator=noise_generator(request.seed, request.step))
-    return (-pointwise.log(1.0 - uniform)).clamp_min(torch.finfo(torch.float32).tiny)
+    def exponential_noise(self, count: int, request: SampleRequest) -> torch.Tensor:
+        """Exp(1) draws as -log(1 - u): torch.rand's 24-bit uniforms are exact bit moves, torch's exponential_ is
+        not guaranteed to be (its kernel is another one per build). Never 0, whose log would make a masked
+        token's -inf - -inf a NaN that argmax picks."""
+        uniform = torch.rand(count, generator=noise_generator(request.seed, request.step))
+        return (-self.ops.log(1.0 - uniform)).clamp_min(torch.finfo(torch.float32).tiny)
 
 
 def _mask_top_k(scaled: torch.Tensor, top_k: list[int]) -> torch.Tensor:

@@ -14,7 +14,7 @@ from transformers.models.gemma3.modeling_gemma3 import Gemma3RotaryEmbedding
 
 from bi_bench.engine.forward_batch import ForwardBatch
 from bi_bench.engine.kernel_set import KernelSet
-from bi_bench.engine.layers.activation import gelu_tanh_and_mul
+from bi_bench.engine.layers.activation import GeluTanhAndMul
 from bi_bench.engine.layers.embed_head import VocabParallelEmbedding
 from bi_bench.engine.layers.layernorm import GemmaRMSNorm
 from bi_bench.engine.layers.rotary_embedding import RotaryEmbedding, hf_reference
@@ -30,7 +30,7 @@ class Gemma3Attention(LlamaAttention):
 
 
 class Gemma3MLP(LlamaMLP):
-    act_and_mul = staticmethod(gelu_tanh_and_mul)
+    activation_class = GeluTanhAndMul
 
 
 class Gemma3DecoderLayer(LlamaDecoderLayer):
@@ -60,7 +60,7 @@ class Gemma3Model(nn.Module):
         self.embed_tokens = VocabParallelEmbedding(config.vocab_size, config.hidden_size)
         self.embed_scale = config.hidden_size ** 0.5
         reference = hf_reference(Gemma3RotaryEmbedding, config)
-        self.rotary = {kind: RotaryEmbedding(reference, f"{kind}_") for kind in set(config.layer_types)}
+        self.rotary = {kind: RotaryEmbedding(reference, kernels.pointwise, f"{kind}_") for kind in set(config.layer_types)}
         self.layer_types = list(config.layer_types)
         self.layers = nn.ModuleList(layer_class(config, kernels, i) for i in range(config.num_hidden_layers))
         self.norm = GemmaRMSNorm(config.hidden_size, config.rms_norm_eps, kernels.rmsnorm)

@@ -9,12 +9,12 @@ from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 from bi_bench.engine.distributed.parallel_state import current_group
 from bi_bench.engine.forward_batch import ForwardBatch
 from bi_bench.engine.kernel_set import KernelSet
-from bi_bench.engine.layers.activation import silu_and_mul
+from bi_bench.engine.layers.activation import SiluAndMul
 from bi_bench.engine.layers.attention import PagedAttention
 from bi_bench.engine.layers.embed_head import ParallelLMHead, VocabParallelEmbedding
 from bi_bench.engine.layers.layernorm import RMSNorm
 from bi_bench.engine.layers.linear import ColumnParallelLinear, RowParallelLinear, shared_input
-from bi_bench.engine.layers.rotary_embedding import RotaryEmbedding, apply_rotary, hf_reference
+from bi_bench.engine.layers.rotary_embedding import RotaryEmbedding, hf_reference
 
 
 def head_dim_of(config: PretrainedConfig) -> int:
@@ -42,6 +42,7 @@ class LlamaAttention(nn.Module):
         self.q_proj = ColumnParallelLinear(hidden, heads * self.head_dim, bias, kernels.matmul)
         self.k_proj = ColumnParallelLinear(hidden, kv_heads * self.head_dim, bias, kernels.matmul)
         self.v_proj = ColumnParallelLinear(hidden, kv_heads * self.head_dim, bias, kernels.matmul)
+        self.pointwise = kernels.pointwise
         o_bias = getattr(config, "attention_bias", False)
         self.o_proj = RowParallelLinear(heads * self.head_dim, hidden, o_bias, kernels.matmul)
         tp = current_group().size
@@ -64,13 +65,13 @@ class LlamaAttention(nn.Module):
         if self.qk_norm:
             q, _ = self.q_norm(q)
             k, _ = self.k_norm(k)
-        q, k = apply_rotary(q, k, *batch.rotary)
+        q, k = self.pointwise.fn.apply_rotary(q, k, *batch.rotary)
         out = self.attn(q, k, v, batch)
         return self.o_proj(out.reshape(tokens, self.num_heads * self.head_dim))
 
 
 class LlamaMLP(nn.Module):
-    act_and_mul = staticmethod(silu_and_mul)
+    activation_class = SiluAndMul
 
     def __init__(self, config: PretrainedConfig, kernels: KernelSet) -> None:
         super().__init__()
@@ -78,6 +79,7 @@ class LlamaMLP(nn.Module):
         self.gate_proj = ColumnParallelLinear(config.hidden_size, config.intermediate_size, bias, kernels.matmul)
         self.up_proj = ColumnParallelLinear(config.hidden_size, config.intermediate_size, bias, kernels.matmul)
         self.down_proj = RowParallelLinear(config.intermediate_size, config.hidden_size, bias, kernels.matmul)
+        self.act_and_mul = self.activation_class(kernels.pointwise)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(self.act_and_mul(*shared_input(x, (self.gate_proj, self.up_proj))))
@@ -107,7 +109,7 @@ class LlamaModel(nn.Module):
     def __init__(self, config: PretrainedConfig, kernels: KernelSet, layer_class: type[LlamaDecoderLayer]) -> None:
         super().__init__()
         self.embed_tokens = VocabParallelEmbedding(config.vocab_size, config.hidden_size)
-        self.rotary = RotaryEmbedding(hf_reference(LlamaRotaryEmbedding, config))
+        self.rotary = RotaryEmbedding(hf_reference(LlamaRotaryEmbedding, config), kernels.pointwise)
         self.layers = nn.ModuleList(layer_class(config, kernels, i) for i in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, kernels.rmsnorm)
 

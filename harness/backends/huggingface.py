@@ -12,8 +12,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
-from bi_bench.engine import SamplingParams
-from bi_bench.engine import SampleRequest, Sampler
+from bi_bench.engine import SampleRequest, Sampler, SamplingParams
 from bi_bench.harness.backends.base import Backend, Capabilities, Completion, NotApplicable
 from bi_bench.kernels import batch_invariant_mode, select
 from bi_bench.kernels.registry import ONE_DEVICE_MODES
@@ -35,7 +34,8 @@ class Transformers(Backend):
         with _mode(args["mode"]):
             model = AutoModelForCausalLM.from_pretrained(source.weights_dir, dtype=dtype,
                                                          attn_implementation=attention)
-        return HFEngine(model.eval(), args["mode"], Sampler(select("log_softmax", "cpu", dtype, args["mode"])),
+        sampler = Sampler(*(select(op, "cpu", dtype, args["mode"]) for op in ("log_softmax", "pointwise")))
+        return HFEngine(model.eval(), args["mode"], sampler,
                         pad_id=source.config.eos_token_id if isinstance(source.config.eos_token_id, int) else 0)
 
     def record(self) -> dict[str, Any]:

@@ -57,7 +57,7 @@ class VLLMServer(ServerBackend):
     started: dict[str, dict[str, Any]] = field(default_factory=dict)  # mode -> its first server, as recorded
 
     @classmethod
-    def from_spec(cls, spec: BackendSpec, model_id: str, device: str) -> Backend:
+    def from_spec(cls, spec: BackendSpec, model_id: str, device: str) -> VLLMServer:
         python = Path(os.environ.get(PYTHON_VARIABLE) or DEFAULT_PYTHON)
         if not os.access(python, os.X_OK):
             raise ValueError(f"backend {cls.name}: python: {python} is not there; `make vllm` builds it "

@@ -11,11 +11,10 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
 from rich.table import Table
 
 from bi_bench.harness.results.file import CaseResult, ModeThroughput, ResultsFile, overrides_text
+from bi_bench.harness.results.metrics import VERDICT_STYLES
 from bi_bench.harness.suite.matrix import CaseSpec
 from bi_bench.harness.verify.compare import changes
 
-VERDICT_STYLE = {"pass": "green", "fail": "bold red", "diverged": "yellow", "equal": "cyan", "skipped": "dim",
-                 "not_applicable": "dim", "engine_error": "bold red"}
 QUIET = ("skipped", "not_applicable")  # listed by reason under the table, not in it
 
 
@@ -65,7 +64,7 @@ def summary_table(path: Path, results: ResultsFile) -> Table:
             continue
         verdict = case.verdict + (" (control)" if case.is_control else "")
         table.add_row(case.check, case.mode, str(case.tp), kernels_text(case.kernel_overrides),
-                      f"[{VERDICT_STYLE[case.verdict]}]{verdict}[/]", _dlogprob(case), _divergence(case))
+                      f"[{VERDICT_STYLES[case.verdict].terminal}]{verdict}[/]", _dlogprob(case), _divergence(case))
     return table
 
 

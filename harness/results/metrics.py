@@ -16,6 +16,25 @@ VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
 NOT_RUN = ("skipped", "not_applicable", "engine_error")
 
 
+@dataclass(frozen=True)
+class VerdictStyle:
+    text: str  # the site's badge text colour
+    background: str  # the site's badge background
+    fill: str  # the site's verdict-grid cell
+    terminal: str  # the CLI report's rich style
+
+
+VERDICT_STYLES: dict[Verdict, VerdictStyle] = {
+    "pass": VerdictStyle("#1a7f37", "#dafbe1", "#1a7f37", "green"),
+    "fail": VerdictStyle("#cf222e", "#ffebe9", "#cf222e", "bold red"),
+    "diverged": VerdictStyle("#9a6700", "#fff8c5", "#bf8700", "yellow"),
+    "equal": VerdictStyle("#0969da", "#ddf4ff", "#0969da", "cyan"),
+    "skipped": VerdictStyle("#59636e", "#eaeef2", "#afb8c1", "dim"),
+    "not_applicable": VerdictStyle("#59636e", "#eaeef2", "#d0d7de", "dim"),
+    "engine_error": VerdictStyle("#ffffff", "#cf222e", "#82071e", "bold red"),
+}
+
+
 class Metrics(Record):
     bitwise_equal: bool  # every candidate's token ids and logprobs equal the reference's, bit for bit
     trials: int  # candidates compared

@@ -11,7 +11,7 @@ import torch
 
 from bi_bench.harness.results.file import Environment, slug
 from bi_bench.harness.run import lock
-from bi_bench.kernels.cpu.extension import extension
+from bi_bench.kernels.cpu.extension import target_isa
 from bi_bench.kernels.cpu.isa import cpu_flags, isa_class, isa_features
 
 TORCH_CPU_CONFIG = re.compile(r"BLAS|MKL|Math Kernel Library|oneDNN|DNNL|OpenMP|CPU capability", re.IGNORECASE)
@@ -33,7 +33,7 @@ def environment(device: str) -> Environment:
         cpu_isa=isa,
         cpu_capability=torch.backends.cpu.get_cpu_capability(),
         torch_threads=torch.get_num_threads(),
-        cpu_kernels=extension().matmul_isa(),
+        cpu_kernels=target_isa(),
         torch_cpu_config=torch_cpu_config(torch.__config__.show()),
         hardware=hardware,
         python=platform.python_version(),

@@ -13,7 +13,7 @@ from jinja2 import Environment
 
 from bi_bench.harness.packaged import site_folder
 from bi_bench.harness.results.file import CaseResult
-from bi_bench.harness.results.metrics import Metrics
+from bi_bench.harness.results.metrics import VERDICT_STYLES, Metrics
 from bi_bench.harness.site.load import Model, Run, group_models, load_all
 from bi_bench.harness.site.render import index_context, jinja, model_context, run_context
 
@@ -60,7 +60,15 @@ def prepare(out: Path) -> None:
 def write_static(out: Path) -> None:
     for sheet in sorted(site_folder("static").glob("*.css")):
         shutil.copyfile(sheet, out / "static" / sheet.name)
+    (out / "static" / "verdicts.css").write_text(verdicts_css(), encoding="utf-8")
     (out / "static" / "plotly.min.js").write_text(plotly.offline.get_plotlyjs(), encoding="utf-8")
+
+
+def verdicts_css() -> str:
+    """The verdicts' badge colours, from VERDICT_STYLES: style.css names them as --<verdict> and --<verdict>-bg."""
+    colours = "".join(f"  --{v}: {style.text};\n  --{v}-bg: {style.background};\n" for v, style in VERDICT_STYLES.items())
+    badges = "".join(f".badge.{v} {{ color: var(--{v}); background: var(--{v}-bg); }}\n" for v in VERDICT_STYLES)
+    return f":root {{\n{colours}}}\n{badges}"
 
 
 def write_page(out: Path, page: str, html_text: str) -> None:

@@ -10,13 +10,11 @@ import plotly.graph_objects as go
 import plotly.offline
 
 from bi_bench.harness.results.file import CaseResult, ResultsFile, SettingThroughput, overrides_text
-from bi_bench.harness.results.metrics import NOT_RUN, VERDICTS, Metrics, compare
+from bi_bench.harness.results.metrics import NOT_RUN, VERDICT_STYLES, VERDICTS, Metrics, compare
 from bi_bench.harness.results.summary import shortfalls
 from bi_bench.harness.site.load import Run
 
 
-VERDICT_COLOURS = {"pass": "#1a7f37", "fail": "#cf222e", "diverged": "#bf8700", "equal": "#0969da",
-                   "skipped": "#afb8c1", "not_applicable": "#d0d7de", "engine_error": "#82071e"}
 MODE_COLOURS = {"default": "#e16f24", "invariant": "#0969da", "tp-invariant": "#8250df"}
 
 def check_badge(cases: list[CaseResult], check: str) -> str | None:
@@ -100,7 +98,7 @@ def invariance_matrix(results: ResultsFile) -> go.Figure:
         row, col = checks.index(case.check), columns.index(matrix_column(case))
         z[row][col] = VERDICTS.index(case.verdict)
         text[row][col] = case.verdict + (" (control)" if case.is_control else "")
-    scale = [[i / (len(VERDICTS) - 1), colour] for i, colour in enumerate(VERDICT_COLOURS[v] for v in VERDICTS)]
+    scale = [[i / (len(VERDICTS) - 1), colour] for i, colour in enumerate(VERDICT_STYLES[v].fill for v in VERDICTS)]
     heatmap = go.Heatmap(z=z, x=columns, y=[plot_text(c) for c in checks], text=text, texttemplate="%{text}",
                          colorscale=scale, zmin=0, zmax=len(VERDICTS) - 1, showscale=False, xgap=2, ygap=2,
                          hovertemplate="%{y} / %{x}: %{text}<extra></extra>")

@@ -57,7 +57,6 @@ def row(model: Model, checks: list[str]) -> dict[str, Any]:
     run = model.featured
     results = run.results
     hardware = dict.fromkeys(r.results.environment.hardware for r in (model.validated_runs or model.runs))
-    env = results.environment
     return dict(model=model, run=run, results=results, hardware=list(hardware), tp=tp_degrees(results),
                 engine=engine_label(results),
                 badges={check: check_badge(results.cases, check) for check in checks},

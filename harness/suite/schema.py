@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from bi_bench.engine import DTYPES
+from bi_bench.engine import DTYPES, EngineConfig
 from bi_bench.harness.results.base import AddedLater, PositiveInt, Strict
 from bi_bench.kernels.registry import DEVICES, MODES
 
@@ -54,14 +54,15 @@ class ModelSpec(AddedLater, Strict):
     added_later = ("backend",)
 
     id: str = Field(min_length=1)
-    dtype: Dtype = "float32"
+    dtype: Dtype = EngineConfig.default("dtype")
     tp: list[PositiveInt] = Field(default=[1], min_length=1, description="tensor-parallel degrees to test")
-    max_model_len: PositiveInt = 512
-    max_num_seqs: PositiveInt = 32
-    max_num_batched_tokens: PositiveInt = 2048
-    block_size: PositiveInt = 16
-    lm_head_fp32: bool = False
-    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1, description="CUDA: share of GPU memory to fill")
+    max_model_len: PositiveInt = EngineConfig.default("max_model_len")
+    max_num_seqs: PositiveInt = EngineConfig.default("max_num_seqs")
+    max_num_batched_tokens: PositiveInt = EngineConfig.default("max_num_batched_tokens")
+    block_size: PositiveInt = EngineConfig.default("block_size")
+    lm_head_fp32: bool = EngineConfig.default("lm_head_fp32")
+    gpu_memory_utilization: float = Field(default=EngineConfig.default("gpu_memory_utilization"), gt=0, le=1,
+                                          description="CUDA: share of GPU memory to fill")
     backend: BackendSpec | None = Field(default=None, description="the engine under test (default: bi-bench)")
 
     @property

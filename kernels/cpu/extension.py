@@ -42,6 +42,16 @@ def build_isa() -> str:
     return isa
 
 
+def target_isa(isa: str | None = None) -> str:
+    """The instructions the build for `isa` (default: BI_BENCH_CPU_ISA's) computes with, as its matmul_isa()
+    reports them once built: avx512_bf16, avx512f or avx2. Known without building it (a run of another engine
+    never needs the build); tests pin it to the built module's own answer."""
+    flags = cpu_flags() if (isa or build_isa()) == "native" else {"avx2", "fma"}
+    if "avx512f" not in flags:
+        return "avx2"
+    return "avx512_bf16" if "avx512_bf16" in flags else "avx512f"
+
+
 def compile_flags(isa: str) -> list[str]:
     return COMPILE_FLAGS + ISA_FLAGS[isa]
 

@@ -6,10 +6,11 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from bi_bench.kernels.cpu import primitives, upcast
-from bi_bench.kernels.cpu.derived import cacheable, derived, root_of
+from bi_bench.kernels.cpu.derived import HALF, NATIVE_HALF_MATMUL, cacheable, derived, fp32, root_of
 from bi_bench.kernels.cpu.extension import extension
-from bi_bench.kernels.cpu.tiling import pad_rows, row_tiled, split_count_from_rows
+from bi_bench.kernels.generic import primitives
+from bi_bench.kernels.generic.matmul import add_bias
+from bi_bench.kernels.generic.tiling import pad_rows, row_tiled
 from bi_bench.kernels.registry import fuses, register
 
 # MKL's small-matrix path (M < 12 here) reduces K in another order than its blocked path.
@@ -38,15 +39,11 @@ def min_rows_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return primitives.mm(a if rows >= MIN_ROWS else pad_rows(a, MIN_ROWS), b)[:rows]
 
 
-def _add_bias(out: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    return out if bias is None else out + bias
-
-
-@register("matmul", "fp32_accum", devices=("cpu",), batch_invariant=False, dtypes=upcast.HALF,
+@register("matmul", "fp32_accum", devices=("cpu",), batch_invariant=False, dtypes=HALF,
           description="bf16/fp16 as an fp32 F.linear on cached fp32 weights, rounded once: for CPUs without "
-                      "native half-precision dot products", preferred_for=() if upcast.NATIVE_HALF_MATMUL else ("default",))
+                      "native half-precision dot products", preferred_for=() if NATIVE_HALF_MATMUL else ("default",))
 def linear_fp32_accum(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    return F.linear(x.float(), upcast.fp32(weight), None if bias is None else upcast.fp32(bias)).to(x.dtype)
+    return F.linear(x.float(), fp32(weight), None if bias is None else fp32(bias)).to(x.dtype)
 
 
 def onednn_weight(weight: torch.Tensor) -> torch.Tensor:
@@ -61,18 +58,11 @@ def onednn_weight(weight: torch.Tensor) -> torch.Tensor:
           batch_invariant=False, dtypes=(torch.float32, torch.bfloat16),
           description="oneDNN inner product on weights reordered once into its blocked layout, as "
                       "torch.compile's weight freezing does",
-          preferred_for=("default",) if upcast.NATIVE_HALF_MATMUL else ())
+          preferred_for=("default",) if NATIVE_HALF_MATMUL else ())
 def linear_onednn_packed(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     if not cacheable(root_of(weight)):  # reordered on every call it would cost more than it saves
         return F.linear(x, weight, bias)
     return torch.ops.mkldnn._linear_pointwise(x, onednn_weight(weight), bias, "none", [], "")
-
-
-@register("matmul", "torch", devices=("cpu", "cuda"), batch_invariant=False,
-          description="F.linear: the backend picks its kernel (and its K order) from the shape",
-          preferred_for=("default",))
-def linear_torch(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    return F.linear(x, weight, bias)
 
 
 @register("matmul", "cpu_canonical", devices=("cpu",), batch_invariant=True,
@@ -80,32 +70,24 @@ def linear_torch(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
                       "in vdpbf16ps order), vectors over N only, one thread per element: the same bits for any "
                       "batch, thread count and x86-64 CPU", preferred_for=("invariant",))
 def linear_canonical(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    return _add_bias(canonical_mm(x, weight), bias)
+    return add_bias(canonical_mm(x, weight), bias)
 
 
 @fuses("cpu_canonical")
 def linears_canonical(x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor | None]
                       ) -> list[torch.Tensor]:
-    return [_add_bias(out, bias) for out, bias in zip(canonical_mms(x, weights), biases)]
+    return [add_bias(out, bias) for out, bias in zip(canonical_mms(x, weights), biases)]
 
 
 @register("matmul", "cpu_min_rows", devices=("cpu",), batch_invariant=False,
           description=f"pads M to at least {MIN_ROWS} rows and trusts the BLAS's blocked path to keep its K order: "
                       "an observation about MKL that fails at other thread counts and ISAs (negative control)")
 def linear_min_rows(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    return _add_bias(min_rows_mm(x, weight.t()), bias)
+    return add_bias(min_rows_mm(x, weight.t()), bias)
 
 
 @register("matmul", "cpu_fixed_tile", devices=("cpu",), batch_invariant=True,
           description=f"{TILE_ROWS}-row tiles: every BLAS call has one shape, so the batch cannot change a row's "
                       "K order (the thread count and the CPU still can)")
 def linear_fixed_tile(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    return _add_bias(row_tiled(lambda tile: primitives.mm(tile, weight.t()), x, TILE_ROWS), bias)
-
-
-@register("matmul", "split_k", devices=("cpu", "cuda"), batch_invariant=False,
-          description="split-K whose split count follows M, like vendor heuristics (negative control)")
-def linear_split_k(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    splits = split_count_from_rows(x.shape[0])
-    partials = [torch.mm(xs, ws.t()) for xs, ws in zip(x.chunk(splits, dim=1), weight.chunk(splits, dim=1))]
-    return _add_bias(torch.stack(partials).sum(0), bias)
+    return add_bias(row_tiled(lambda tile: primitives.mm(tile, weight.t()), x, TILE_ROWS), bias)

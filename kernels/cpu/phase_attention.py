@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from bi_bench.kernels.attention_metadata import AttentionMetadata
-from bi_bench.kernels.cpu.attention import attention_sdpa
+from bi_bench.kernels.generic.attention import attention_sdpa
 from bi_bench.kernels.cpu.row_attention import attention_row_program
 from bi_bench.kernels.registry import register
 

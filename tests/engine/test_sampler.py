@@ -8,7 +8,7 @@ from bi_bench.engine.layers.sampler import SampleRequest, Sampler
 from bi_bench.engine.sampling_params import SamplingParams
 from bi_bench.kernels import get
 
-SAMPLER = Sampler(get("log_softmax", "torch"))
+SAMPLER = Sampler(get("log_softmax", "torch"), get("pointwise", "cpu_canonical"))
 
 
 def sample(logits: torch.Tensor, params: SamplingParams, seed: int = 0, step: int = 0):

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from bi_bench.kernels.cpu import pointwise
-from bi_bench.kernels.cpu.extension import ISA_VARIABLE, extension
+from bi_bench.kernels.cpu.extension import ISA_VARIABLE, extension, target_isa
 from bi_bench.kernels.cpu.matmul import canonical_mm, linear_min_rows
 from isa_probe import uniform
 
@@ -207,8 +207,10 @@ def test_other_builds_and_capabilities_give_the_same_bits() -> None:
     from golden import GOLDEN
 
     native = run_probe("native", None, engine=False)
+    assert native["isa"] == target_isa("native")
     for isa, capability in (("avx2", "avx2"), ("native", "default")):
         other = run_probe(isa, capability, engine=True)
+        assert other["isa"] == target_isa(isa)
         assert other["ops"] == native["ops"], (isa, capability)
         assert other["engine"] == GOLDEN, (isa, capability)
 
@@ -239,7 +241,7 @@ def test_rmsnorm_cpp_has_the_halving_references_bits(dtype: torch.dtype, unit_of
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 def test_rotary_cpp_has_hugging_faces_bits(dtype: torch.dtype) -> None:
-    from bi_bench.engine.layers.rotary_embedding import rotate_half
+    from bi_bench.kernels.generic.pointwise import rotate_half
     from bi_bench.kernels.cpu import pointwise
     generator = torch.Generator().manual_seed(0)
     q, k = torch.randn(5, 9, 64, generator=generator).to(dtype), torch.randn(5, 3, 64, generator=generator).to(dtype)
@@ -262,3 +264,31 @@ def test_fused_linears_have_the_bits_of_one_call_each(dtype: torch.dtype, m: int
     fused = canonical.linears(x, weights, [None] * 3)
     for weight, out in zip(weights, fused):
         assert torch.equal(_bits(canonical.fn(x, weight)), _bits(out))
+
+
+def test_pointwise_op_is_named_and_its_variants_compute_the_same_functions() -> None:
+    """Every CPU engine takes the canonical pointwise functions (its mode changes no elementwise bit), and the
+    torch variant CUDA engines take computes the same functions."""
+    from bi_bench.engine.kernel_set import KernelSet
+    from bi_bench.kernels import get
+    from bi_bench.kernels.registry import MODES
+
+    for mode in MODES:
+        for dtype in (torch.float32, torch.bfloat16):
+            assert KernelSet.choose("cpu", dtype, mode).pointwise.name == "cpu_canonical"
+    canonical, library = get("pointwise", "cpu_canonical").fn, get("pointwise", "torch").fn
+    x = torch.randn(8, 1000, generator=torch.Generator().manual_seed(3))
+    for name in ("exp", "silu", "gelu_tanh", "cos", "sin"):
+        torch.testing.assert_close(getattr(canonical, name)(x), getattr(library, name)(x), msg=name)
+    torch.testing.assert_close(canonical.log(x.abs() + 1e-3), library.log(x.abs() + 1e-3))
+    torch.testing.assert_close(canonical.pow_scalar(10000.0, -x.abs()), library.pow_scalar(10000.0, -x.abs()))
+    torch.testing.assert_close(canonical.cumsum_last(x.exp()), library.cumsum_last(x.exp()))
+    q, k = torch.randn(5, 9, 64), torch.randn(5, 3, 64)
+    cos, sin = torch.randn(5, 1, 64), torch.randn(5, 1, 64)
+    for got, expected in zip(canonical.apply_rotary(q, k, cos, sin), library.apply_rotary(q, k, cos, sin)):
+        assert torch.equal(got, expected)
+
+
+def test_the_build_target_is_known_without_building() -> None:
+    """What results files record as cpu_kernels (harness/run/environment.py) is what the built module reports."""
+    assert target_isa() == extension().matmul_isa()

@@ -40,10 +40,12 @@ def test_hf_model_varies_with_batch_outside_the_mode(qwen3_dir) -> None:
 
 
 def test_mode_is_removed_on_exit() -> None:
+    # one row: MKL takes its gemv path there, whose K order differs from its GEMM's on AMD and Intel alike (three
+    # rows went through the GEMM's order on a Sapphire Rapids Xeon, so that control held on EPYCs only)
     a, b = torch.randn(32, 64), torch.randn(64, 48)
     with batch_invariant_mode():
-        assert torch.equal(torch.mm(a[:3], b), torch.mm(a, b)[:3])
-    assert not torch.equal(torch.mm(a[:3], b), torch.mm(a, b)[:3])
+        assert torch.equal(torch.mm(a[:1], b), torch.mm(a, b)[:1])
+    assert not torch.equal(torch.mm(a[:1], b), torch.mm(a, b)[:1])
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])

@@ -115,3 +115,20 @@ def test_model_page_draws_its_plots(page: Page, index: Path, errors: list[str], 
     page.screenshot(path=str(screenshot), full_page=True)
     print(f"screenshot: {screenshot}")
     assert screenshot.stat().st_size > 10_000
+
+
+def test_verdict_badges_wear_the_colours_of_verdict_styles(page: Page, index: Path, errors: list[str]) -> None:
+    """The badge colours come from harness.results.metrics.VERDICT_STYLES (through the generated verdicts.css)."""
+    from bi_bench.harness.results.metrics import VERDICT_STYLES
+
+    page.goto(index.as_uri())
+    badge = page.locator(".badge.pass").first
+    colours = badge.evaluate("b => [getComputedStyle(b).color, getComputedStyle(b).backgroundColor]")
+    style = VERDICT_STYLES["pass"]
+    assert colours == [rgb(style.text), rgb(style.background)]
+    assert errors == []
+
+
+def rgb(hex_colour: str) -> str:
+    red, green, blue = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgb({red}, {green}, {blue})"

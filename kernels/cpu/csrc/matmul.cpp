@@ -254,8 +254,8 @@ at::Tensor pack_weight(const at::Tensor& weight) {
 // panels): outputs [M, N_i] in fp32, each element's bits those of a call with its weight alone.
 std::vector<at::Tensor> canonical_linears(const at::Tensor& x, const std::vector<at::Tensor>& packed,
                                           const std::vector<int64_t>& widths) {
-  TORCH_CHECK(x.dim() == 2 && x.is_contiguous(), "canonical_linear: x must be contiguous [M, K]");
-  TORCH_CHECK(packed.size() == widths.size(), "canonical_linear: one width per packed weight");
+  TORCH_CHECK(x.dim() == 2 && x.is_contiguous(), "canonical_linears: x must be contiguous [M, K]");
+  TORCH_CHECK(packed.size() == widths.size(), "canonical_linears: one width per packed weight");
   const int64_t m = x.size(0), k = x.size(1);
   std::vector<at::Tensor> outs;
   std::vector<float*> out_data;
@@ -270,29 +270,32 @@ std::vector<at::Tensor> canonical_linears(const at::Tensor& x, const std::vector
     const int64_t index = panels.weight_of(cp), local = cp - panels.first[index], n = widths[index];
     tile(index, local, std::min<int64_t>(kCols, n - local * kCols), n);
   };
-  if (x.scalar_type() == at::kFloat) {
-    for (const auto& p : packed) {
-      TORCH_CHECK(p.scalar_type() == at::kFloat && p.size(1) == k, "canonical_linear: packed fp32 [.., K, ..]");
-    }
-    std::vector<const float*> weight_data;
-    for (const auto& p : packed) weight_data.push_back(p.data_ptr<float>());
-    const auto a = pack_rows<float>(x, k, [](int64_t s) { return s; });
-    const float* a_data = a.data_ptr<float>();
-    for_each_tile(m, panels.total(), false, [&](int64_t rp, int64_t cp, int64_t rows) {
+  // fp32 FMA tiles over `depth` K steps; bf16 weights (no vdpbf16ps) are widened as they are read
+  auto fma_tiles = [&](const float* a_data, int64_t depth, const auto& weight_data, bool emulated_bf16) {
+    for_each_tile(m, panels.total(), emulated_bf16, [&](int64_t rp, int64_t cp, int64_t rows) {
       locate(cp, [&](int64_t i, int64_t local, int64_t cols, int64_t n) {
         with_rows(rows, [&](auto r) {
-          tile<decltype(r)::value>(a_data + rp * k * kRows, weight_data[i] + local * k * kCols, k,
+          tile<decltype(r)::value>(a_data + rp * depth * kRows, weight_data[i] + local * depth * kCols, depth,
                                    out_data[i] + rp * kRows * n + local * kCols, n, cols);
         });
       });
     });
+  };
+  if (x.scalar_type() == at::kFloat) {
+    for (const auto& p : packed) {
+      TORCH_CHECK(p.scalar_type() == at::kFloat && p.size(1) == k, "canonical_linears: packed fp32 [.., K, ..]");
+    }
+    std::vector<const float*> weight_data;
+    for (const auto& p : packed) weight_data.push_back(p.data_ptr<float>());
+    const auto a = pack_rows<float>(x, k, [](int64_t s) { return s; });
+    fma_tiles(a.data_ptr<float>(), k, weight_data, false);
     return outs;
   }
-  TORCH_CHECK(x.scalar_type() == at::kBFloat16, "canonical_linear: float32 or bfloat16 x");
+  TORCH_CHECK(x.scalar_type() == at::kBFloat16, "canonical_linears: float32 or bfloat16 x");
   const int64_t steps = bf16_steps(k);
   for (const auto& p : packed) {
-    TORCH_CHECK(p.scalar_type() == at::kShort, "canonical_linear: bf16 x needs bf16 weights");
-    TORCH_CHECK(p.size(1) == steps, "canonical_linear: packed weight has another K");
+    TORCH_CHECK(p.scalar_type() == at::kShort, "canonical_linears: bf16 x needs bf16 weights");
+    TORCH_CHECK(p.size(1) == steps, "canonical_linears: packed weight has another K");
   }
   std::vector<const uint16_t*> weight_data;
   for (const auto& p : packed) weight_data.push_back(reinterpret_cast<const uint16_t*>(p.data_ptr<int16_t>()));
@@ -310,15 +313,7 @@ std::vector<at::Tensor> canonical_linears(const at::Tensor& x, const std::vector
   });
 #else
   const auto a = pack_rows<at::BFloat16>(x, steps, bf16_source);
-  const float* a_data = a.data_ptr<float>();
-  for_each_tile(m, panels.total(), true, [&](int64_t rp, int64_t cp, int64_t rows) {
-    locate(cp, [&](int64_t i, int64_t local, int64_t cols, int64_t n) {
-      with_rows(rows, [&](auto r) {
-        tile<decltype(r)::value>(a_data + rp * steps * kRows, weight_data[i] + local * steps * kCols, steps,
-                                 out_data[i] + rp * kRows * n + local * kCols, n, cols);
-      });
-    });
-  });
+  fma_tiles(a.data_ptr<float>(), steps, weight_data, true);
 #endif
   return outs;
 }

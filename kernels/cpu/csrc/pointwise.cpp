@@ -3,6 +3,7 @@
 // libm and rounded once to fp32 (cos, sin, pow: RoPE tables, computed once per step). No reduction here.
 // Inputs of any floating dtype are widened exactly to fp32; results are rounded once to the input's dtype.
 #include "canonical.h"
+#include "rows.h"
 #include "canonical_math.h"
 
 #include <ATen/Parallel.h>
@@ -22,12 +23,8 @@ template <typename fn_t>
 at::Tensor map(const at::Tensor& x, fn_t fn) {
   const auto in = x.contiguous();
   auto out = at::empty_like(in);
-  switch (in.scalar_type()) {
-    case at::kFloat: map_typed<float>(in, out, fn); break;
-    case at::kBFloat16: map_typed<at::BFloat16>(in, out, fn); break;
-    case at::kHalf: map_typed<at::Half>(in, out, fn); break;
-    default: TORCH_CHECK(false, "canonical pointwise kernels take float32, bfloat16 or float16");
-  }
+  bi_bench::dispatch_floats(in.scalar_type(), "canonical pointwise",
+                            [&](auto tag) { map_typed<decltype(tag)>(in, out, fn); });
   return out;
 }
 

@@ -1,5 +1,5 @@
 // RMSNorm with an optional fused residual add, each row by one thread in one fixed order: the arithmetic of
-// kernels/cpu/halving.py (the mean of squares by pairwise halving) and of Hugging Face's RMSNorm, in one call.
+// kernels/generic/halving.py (the mean of squares by pairwise halving) and of Hugging Face's RMSNorm, in one call.
 //
 // Per row of width W, in the input dtype T (fp32, bf16 or fp16; bf16/fp16 ops compute in fp32, round once):
 //   x = x + residual                        (in T, when a residual is given; this sum is also returned)
@@ -12,6 +12,7 @@
 // Only elementwise adds and multiplies, each rounded on its own (fp-contract off): no vector width, thread
 // count or batch can change a row's bits.
 #include "canonical.h"
+#include "rows.h"
 
 #include <ATen/Parallel.h>
 
@@ -78,11 +79,8 @@ std::tuple<at::Tensor, at::Tensor> halving_rmsnorm(const at::Tensor& x, const at
   auto out = at::empty_like(in);
   auto summed = res.defined() ? at::empty_like(in) : in;
   const float eps32 = static_cast<float>(eps);
-  switch (in.scalar_type()) {
-    case at::kFloat: normalize_rows<float>(in, res, w, eps32, unit_offset, out, summed); break;
-    case at::kBFloat16: normalize_rows<at::BFloat16>(in, res, w, eps32, unit_offset, out, summed); break;
-    case at::kHalf: normalize_rows<at::Half>(in, res, w, eps32, unit_offset, out, summed); break;
-    default: TORCH_CHECK(false, "halving_rmsnorm takes float32, bfloat16 or float16");
-  }
+  bi_bench::dispatch_floats(in.scalar_type(), "halving_rmsnorm", [&](auto tag) {
+    normalize_rows<decltype(tag)>(in, res, w, eps32, unit_offset, out, summed);
+  });
   return {out, summed};
 }

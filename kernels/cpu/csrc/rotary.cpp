@@ -4,6 +4,7 @@
 //   out[i] = T(T(x[i] * cos[i]) + T(rotated[i] * sin[i]))           (fp32 products and sum, each rounded to T;
 //                                                                    in fp32 the roundings are the identity)
 #include "canonical.h"
+#include "rows.h"
 
 #include <ATen/Parallel.h>
 
@@ -37,12 +38,8 @@ at::Tensor rotate(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& 
   TORCH_CHECK(cos.scalar_type() == x.scalar_type() && sin.scalar_type() == x.scalar_type(), "rotary: one dtype");
   const auto in = x.contiguous(), c = cos.contiguous(), s = sin.contiguous();
   auto out = at::empty_like(in);
-  switch (in.scalar_type()) {
-    case at::kFloat: rotate_rows<float>(in, c, s, out); break;
-    case at::kBFloat16: rotate_rows<at::BFloat16>(in, c, s, out); break;
-    case at::kHalf: rotate_rows<at::Half>(in, c, s, out); break;
-    default: TORCH_CHECK(false, "rotary takes float32, bfloat16 or float16");
-  }
+  bi_bench::dispatch_floats(in.scalar_type(), "rotary",
+                            [&](auto tag) { rotate_rows<decltype(tag)>(in, c, s, out); });
   return out;
 }
 

@@ -21,4 +21,16 @@ at::Tensor map_rows(const at::Tensor& x, const char* name, fn_t fn) {
   return out;
 }
 
+// body(scalar_t{}) for x's dtype among the three these kernels compute in fp32; float64 and the rest are refused
+// (AT_DISPATCH would admit double, which they must not narrow).
+template <typename body_t>
+void dispatch_floats(at::ScalarType type, const char* name, body_t body) {
+  switch (type) {
+    case at::kFloat: body(float{}); break;
+    case at::kBFloat16: body(at::BFloat16{}); break;
+    case at::kHalf: body(at::Half{}); break;
+    default: TORCH_CHECK(false, name, " takes float32, bfloat16 or float16");
+  }
+}
+
 }  // namespace bi_bench

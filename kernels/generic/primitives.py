@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import torch
 
-from bi_bench.kernels.cpu import upcast
+from bi_bench.kernels.cpu.derived import fp32, needs_upcast
 
 
 def mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    if upcast.needs_upcast(a):
-        return mm(a.float(), upcast.fp32(b)).to(a.dtype)
+    if needs_upcast(a):
+        return mm(a.float(), fp32(b)).to(a.dtype)
     out = a.new_empty(a.shape[0], b.shape[1])
     return torch.ops.aten.mm.out(a, b, out=out)
 
