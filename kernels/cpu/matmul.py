@@ -11,7 +11,8 @@ from bi_bench.kernels.cpu.extension import extension
 from bi_bench.kernels.generic import primitives
 from bi_bench.kernels.generic.matmul import add_bias
 from bi_bench.kernels.generic.tiling import pad_rows, row_tiled
-from bi_bench.kernels.registry import fuses, register
+from bi_bench.kernels.cpu.measured import CPU_CLASS, MEASURED_FASTEST
+from bi_bench.kernels.registry import KernelVariant, fuses, get, register
 
 # MKL's small-matrix path (M < 12 here) reduces K in another order than its blocked path.
 MIN_ROWS = 16
@@ -44,6 +45,26 @@ def min_rows_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
                       "native half-precision dot products", preferred_for=() if NATIVE_HALF_MATMUL else ("default",))
 def linear_fp32_accum(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     return F.linear(x.float(), fp32(weight), None if bias is None else fp32(bias)).to(x.dtype)
+
+
+def fastest(x: torch.Tensor) -> KernelVariant:
+    """The measured fastest variant for x's rows and dtype on this CPU class."""
+    return get("matmul", next(name for below, name in MEASURED_FASTEST[(CPU_CLASS, x.dtype)] if x.shape[0] < below))
+
+
+@register("matmul", "cpu_fastest", devices=("cpu",), batch_invariant=False,
+          dtypes=tuple(dtype for cpu_class, dtype in MEASURED_FASTEST if cpu_class == CPU_CLASS),
+          description="per dtype and row count, the variant benchmarks/decode_kernels.py measured fastest on this "
+                      "CPU class (where one was measured): the kernel, and so a row's bits, change with the batch",
+          preferred_for=("default",))
+def linear_fastest(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    return fastest(x).fn(x, weight, bias)
+
+
+@fuses("cpu_fastest")
+def linears_fastest(x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor | None]
+                    ) -> list[torch.Tensor]:
+    return fastest(x).linears(x, weights, biases)
 
 
 def onednn_weight(weight: torch.Tensor) -> torch.Tensor:

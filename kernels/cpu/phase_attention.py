@@ -32,8 +32,11 @@ def split_by_phase(meta: AttentionMetadata) -> list[tuple[torch.Tensor, Attentio
                       "the faster kernel for each phase", preferred_for=("default",))
 def attention_phase_split(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, meta: AttentionMetadata,
                           scale: float, window: int | None = None) -> torch.Tensor:
+    phases = split_by_phase(meta)
+    if len(phases) == 1:  # one phase: its kernel takes the batch as it is (rows never interact)
+        return (attention_row_program if phases[0][2] else attention_sdpa)(q, k_cache, v_cache, meta, scale, window)
     out = torch.empty_like(q)
-    for rows, sub_meta, decode in split_by_phase(meta):
+    for rows, sub_meta, decode in phases:
         kernel = attention_row_program if decode else attention_sdpa
         out[rows] = kernel(q[rows], k_cache, v_cache, sub_meta, scale, window)
     return out

@@ -1,0 +1,22 @@
+"""Default mode's picks where benchmarks/decode_kernels.py timed every candidate at smollm2's decode shapes
+(docs/performance.md): the fastest variant per op on a CPU class, whoever wrote it. Elsewhere default mode keeps
+the library paths (F.linear, oneDNN's packed path on native-bf16 CPUs, torch's RMSNorm)."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from bi_bench.kernels.cpu.isa import cpu_flags, isa_class
+
+CPU_CLASS = isa_class(cpu_flags())
+# linears: per dtype, the variant whose step (all five linear kinds) was fastest below each row count. On an
+# Intel Xeon with AMX: fp32, MKL's F.linear at one row (19.7 against our 22.0 ms), ours from 8 rows (36.1
+# against 39.4 ms at 8, even at 32, 80.1 against 82.4 at 64), oneDNN's packed path slowest throughout; bf16, ours
+# at one row and oneDNN's AMX path from 8 rows on (1.2x faster at 8, 2.7-5x at 64).
+MEASURED_FASTEST: dict[tuple[str, torch.dtype], tuple[tuple[float, str], ...]] = {
+    ("amx", torch.float32): ((8, "torch"), (math.inf, "cpu_canonical")),
+    ("amx", torch.bfloat16): ((8, "cpu_canonical"), (math.inf, "onednn_packed")),
+}
+# RMSNorm with its residual add: cpu_halving's one C++ call beat torch's ops 2-7x at 1 to 64 rows.
+HALVING_FASTEST = CPU_CLASS in {cpu_class for cpu_class, _ in MEASURED_FASTEST}
