@@ -21,13 +21,13 @@ TILE_ROWS = 32
 
 def canonical_mms(x: torch.Tensor, weights: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     """x [M, K] @ weight [N, K].T for each weight, in x's dtype, by one call of the C++ kernel of csrc/matmul.cpp
-    (its header states the reduction order); fp16 runs as fp32 (its products are exact there) and is rounded
-    once at the end."""
+    (its header states the reduction order; it rounds bf16 results itself); fp16 runs as fp32 (its products are
+    exact there) and is rounded once at the end."""
     compute = torch.float32 if x.dtype == torch.float16 else x.dtype
     packed = [derived(weight, f"packed_{compute}",
                       lambda w: extension().pack_weight(w.detach().to(compute).contiguous())) for weight in weights]
     outs = extension().canonical_linears(x.to(compute).contiguous(), packed, [w.shape[0] for w in weights])
-    return outs if x.dtype == torch.float32 else [out.to(x.dtype) for out in outs]
+    return outs if x.dtype == compute else [out.to(x.dtype) for out in outs]
 
 
 def canonical_mm(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

@@ -28,16 +28,21 @@ def row_layout(meta: AttentionMetadata) -> tuple[torch.Tensor, torch.Tensor]:
     return meta.plans["rows"]
 
 
+def row_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, meta: AttentionMetadata,
+                  scale: float, window: int | None) -> torch.Tensor:
+    row_seq, row_keys = row_layout(meta)
+    out = extension().row_attention(q.float().contiguous(), k_cache.contiguous(), v_cache.contiguous(),
+                                     row_seq, row_keys, meta.block_tables.to(torch.int32), scale, window or 0)
+    return out.to(q.dtype)
+
+
 class _RowAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, meta: AttentionMetadata,
                 scale: float, window: int | None) -> torch.Tensor:
         ctx.save_for_backward(q, k_cache, v_cache)
         ctx.meta, ctx.scale, ctx.window = meta, scale, window
-        row_seq, row_keys = row_layout(meta)
-        out = extension().row_attention(q.float().contiguous(), k_cache.contiguous(), v_cache.contiguous(),
-                                         row_seq, row_keys, meta.block_tables.to(torch.int32), scale, window or 0)
-        return out.to(q.dtype)
+        return row_attention(q, k_cache, v_cache, meta, scale, window)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
@@ -55,4 +60,6 @@ class _RowAttention(torch.autograd.Function):
           preferred_for=("invariant",))
 def attention_row_program(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, meta: AttentionMetadata,
                           scale: float, window: int | None = None) -> torch.Tensor:
-    return _RowAttention.apply(q, k_cache, v_cache, meta, scale, window)
+    if torch.is_grad_enabled() and (q.requires_grad or k_cache.requires_grad or v_cache.requires_grad):
+        return _RowAttention.apply(q, k_cache, v_cache, meta, scale, window)
+    return row_attention(q, k_cache, v_cache, meta, scale, window)  # an engine step: no graph to record

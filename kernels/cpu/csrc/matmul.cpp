@@ -251,7 +251,8 @@ at::Tensor pack_weight(const at::Tensor& weight) {
 }
 
 // x [M, K] against several packed weights [N_i, K] in one pass (x packed once, one thread team for all their
-// panels): outputs [M, N_i] in fp32, each element's bits those of a call with its weight alone.
+// panels): outputs [M, N_i] accumulated in fp32 and returned in x's dtype (bf16 rounded once, to nearest even),
+// each element's bits those of a call with its weight alone.
 std::vector<at::Tensor> canonical_linears(const at::Tensor& x, const std::vector<at::Tensor>& packed,
                                           const std::vector<int64_t>& widths) {
   TORCH_CHECK(x.dim() == 2 && x.is_contiguous(), "canonical_linears: x must be contiguous [M, K]");
@@ -264,7 +265,13 @@ std::vector<at::Tensor> canonical_linears(const at::Tensor& x, const std::vector
     out_data.push_back(outs.back().data_ptr<float>());
   }
   const Panels panels(widths);
-  if (m == 0 || panels.total() == 0) return outs;
+  const auto in_x_dtype = [&] {
+    if (x.scalar_type() == at::kBFloat16) {
+      for (auto& out : outs) out = out.to(at::kBFloat16);
+    }
+    return outs;
+  };
+  if (m == 0 || panels.total() == 0) return in_x_dtype();
   // tile(index, local panel, columns) for each global panel
   auto locate = [&](int64_t cp, auto tile) {
     const int64_t index = panels.weight_of(cp), local = cp - panels.first[index], n = widths[index];
@@ -315,7 +322,7 @@ std::vector<at::Tensor> canonical_linears(const at::Tensor& x, const std::vector
   const auto a = pack_rows<at::BFloat16>(x, steps, bf16_source);
   fma_tiles(a.data_ptr<float>(), steps, weight_data, true);
 #endif
-  return outs;
+  return in_x_dtype();
 }
 
 std::string matmul_isa() {
