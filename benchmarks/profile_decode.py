@@ -4,7 +4,8 @@
         --out benchmarks/results/profile_decode.json
 
 One engine per dtype x mode, one request: a prefill of --prompt-len tokens, --warm-up decode steps, then --steps
-decode steps timed bare (the step time and tok/s) and --steps more with a wall-clock timer around each op. Each
+decode steps timed bare (the step time and tok/s, the layers fused where the engine fuses them) and --steps more
+op by op with a wall-clock timer around each op. Each
 op's time excludes the ops timed inside it, so a step's rows add up to the step; "glue" is the Python around the
 ops (module calls, views, reshapes, dispatch). Every figure is a median over the steps (a shared machine now and
 then keeps a step waiting for a core), so the rows add up to about the median step. Beside it: the
@@ -83,6 +84,8 @@ def instrument(llm: LLM, timer: ExclusiveTimer) -> None:
     timer.wrap_variant(runner.sampler, "log_softmax", "log_softmax")
     runner.sampler = timer.wrap("sampler (rest)", runner.sampler)
     for name, module in runner.model.named_modules():
+        if isinstance(module, llama.LlamaDecoderLayer):
+            module.fused = False  # op by op, so each op can be timed (the bare steps ran as the engine runs)
         _instrument_module(name.rsplit(".", 1)[-1], module, timer)
 
 

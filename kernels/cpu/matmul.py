@@ -19,13 +19,17 @@ MIN_ROWS = 16
 TILE_ROWS = 32
 
 
+def packed_weight(weight: torch.Tensor, compute: torch.dtype) -> torch.Tensor:
+    """weight [N, K] in csrc/matmul.cpp's panel layout, in `compute`, made once per parameter version."""
+    return derived(weight, f"packed_{compute}", lambda w: extension().pack_weight(w.detach().to(compute).contiguous()))
+
+
 def canonical_mms(x: torch.Tensor, weights: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     """x [M, K] @ weight [N, K].T for each weight, in x's dtype, by one call of the C++ kernel of csrc/matmul.cpp
     (its header states the reduction order; it rounds bf16 results itself); fp16 runs as fp32 (its products are
     exact there) and is rounded once at the end."""
     compute = torch.float32 if x.dtype == torch.float16 else x.dtype
-    packed = [derived(weight, f"packed_{compute}",
-                      lambda w: extension().pack_weight(w.detach().to(compute).contiguous())) for weight in weights]
+    packed = [packed_weight(weight, compute) for weight in weights]
     outs = extension().canonical_linears(x.to(compute).contiguous(), packed, [w.shape[0] for w in weights])
     return outs if x.dtype == compute else [out.to(x.dtype) for out in outs]
 

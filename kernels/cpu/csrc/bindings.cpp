@@ -19,4 +19,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("log_softmax", &canonical_log_softmax);
   m.def("cumsum", &canonical_cumsum);
   m.def("row_attention", &row_attention);
+  m.def("llama_layer", &llama_layer);
 }
