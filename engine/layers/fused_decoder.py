@@ -32,12 +32,14 @@ def fusable(layer: torch.nn.Module, kernels: dict[str, str]) -> bool:
 def fused_forward(layer: torch.nn.Module, hidden: torch.Tensor, residual: torch.Tensor | None,
                   batch: ForwardBatch) -> tuple[torch.Tensor, torch.Tensor]:
     attn, mlp, paged = layer.self_attn, layer.mlp, layer.self_attn.attn
-    dtype = attn.q_proj.weight.dtype
-    pack = lambda *linears: [packed_weight(linear.weight, dtype) for linear in linears]  # noqa: E731
     row_seq, row_keys = row_layout(batch.attention)
     return extension().llama_layer(
         hidden, residual, layer.input_layernorm.weight, layer.post_attention_layernorm.weight,
-        layer.input_layernorm.eps, pack(attn.q_proj, attn.k_proj, attn.v_proj), pack(attn.o_proj)[0],
-        pack(mlp.gate_proj, mlp.up_proj), pack(mlp.down_proj)[0], attn.num_heads, attn.num_kv_heads, attn.head_dim,
+        layer.input_layernorm.eps, packed(attn.q_proj, attn.k_proj, attn.v_proj), packed(attn.o_proj)[0],
+        packed(mlp.gate_proj, mlp.up_proj), packed(mlp.down_proj)[0], attn.num_heads, attn.num_kv_heads, attn.head_dim,
         mlp.gate_proj.weight.shape[0], *batch.rotary, paged.k_cache, paged.v_cache, batch.slot_mapping, row_seq,
         row_keys, batch.attention.block_tables.to(torch.int32), paged.scale, paged.window or 0)
+
+
+def packed(*linears: torch.nn.Module) -> list[torch.Tensor]:
+    return [packed_weight(linear.weight, linear.weight.dtype) for linear in linears]
