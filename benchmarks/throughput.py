@@ -154,7 +154,8 @@ def time_llama_cpp(gguf: Path, dtype: str, prompts: list[list[int]], requests: l
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--backends", default="bi-bench,transformers", help="any of bi-bench,vllm,transformers,llama.cpp")
+    parser.add_argument("--backends", default="bi-bench,transformers",
+                        help="any of bi-bench,vllm,transformers,llama.cpp")
     parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--modes", default="default,invariant")
     parser.add_argument("--requests", default="64,1", help="request counts, each one timed generate")

@@ -60,7 +60,8 @@ class Gemma3Model(nn.Module):
         self.embed_tokens = VocabParallelEmbedding(config.vocab_size, config.hidden_size)
         self.embed_scale = config.hidden_size ** 0.5
         reference = hf_reference(Gemma3RotaryEmbedding, config)
-        self.rotary = {kind: RotaryEmbedding(reference, kernels.pointwise, f"{kind}_") for kind in set(config.layer_types)}
+        self.rotary = {kind: RotaryEmbedding(reference, kernels.pointwise, f"{kind}_")
+                       for kind in set(config.layer_types)}
         self.layer_types = list(config.layer_types)
         self.layers = nn.ModuleList(layer_class(config, kernels, i) for i in range(config.num_hidden_layers))
         self.norm = GemmaRMSNorm(config.hidden_size, config.rms_norm_eps, kernels.rmsnorm)

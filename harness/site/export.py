@@ -66,7 +66,8 @@ def write_static(out: Path) -> None:
 
 def verdicts_css() -> str:
     """The verdicts' badge colours, from VERDICT_STYLES: style.css names them as --<verdict> and --<verdict>-bg."""
-    colours = "".join(f"  --{v}: {style.text};\n  --{v}-bg: {style.background};\n" for v, style in VERDICT_STYLES.items())
+    colours = "".join(f"  --{v}: {style.text};\n  --{v}-bg: {style.background};\n"
+                      for v, style in VERDICT_STYLES.items())
     badges = "".join(f".badge.{v} {{ color: var(--{v}); background: var(--{v}-bg); }}\n" for v in VERDICT_STYLES)
     return f":root {{\n{colours}}}\n{badges}"
 

@@ -8,10 +8,10 @@ import torch.nn.functional as F
 
 from bi_bench.kernels.cpu.derived import HALF, NATIVE_HALF_MATMUL, cacheable, derived, fp32, root_of
 from bi_bench.kernels.cpu.extension import extension
+from bi_bench.kernels.cpu.measured import CPU_CLASS, MEASURED_FASTEST, MEASURED_HERE
 from bi_bench.kernels.generic import primitives
 from bi_bench.kernels.generic.matmul import add_bias
 from bi_bench.kernels.generic.tiling import pad_rows, row_tiled
-from bi_bench.kernels.cpu.measured import CPU_CLASS, MEASURED_FASTEST
 from bi_bench.kernels.registry import KernelVariant, fuses, get, register
 
 # MKL's small-matrix path (M < 12 here) reduces K in another order than its blocked path.
@@ -76,14 +76,15 @@ def onednn_weight(weight: torch.Tensor) -> torch.Tensor:
     return derived(weight, "onednn", lambda w: torch.ops.mkldnn._reorder_linear_weight(w.detach(), 1))
 
 
-# Default mode's linear where it was measured (docs/performance.md, benchmarks/decode_kernels.py): on an
-# avx512_bf16 EPYC it beat F.linear (MKL in fp32, oneDNN unpacked in bf16) at every decode shape, fp32 and bf16.
-# Elsewhere it is unmeasured and default mode keeps F.linear (fp32) and fp32_accum (bf16).
+# Default mode's linear on native-bf16 CPUs whose class kernels/cpu/measured.py has no table for (those take
+# cpu_fastest): on an avx512_bf16 EPYC it beat F.linear (MKL in fp32, oneDNN unpacked in bf16) at every decode
+# shape, fp32 and bf16 (docs/performance.md). Without native bf16 default mode keeps F.linear (fp32) and
+# fp32_accum (bf16).
 @register("matmul", "onednn_packed", devices=("cpu",) if torch.backends.mkldnn.is_available() else (),
           batch_invariant=False, dtypes=(torch.float32, torch.bfloat16),
           description="oneDNN inner product on weights reordered once into its blocked layout, as "
                       "torch.compile's weight freezing does",
-          preferred_for=("default",) if NATIVE_HALF_MATMUL else ())
+          preferred_for=("default",) if NATIVE_HALF_MATMUL and not MEASURED_HERE else ())
 def linear_onednn_packed(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     if not cacheable(root_of(weight)):  # reordered on every call it would cost more than it saves
         return F.linear(x, weight, bias)

@@ -18,5 +18,6 @@ MEASURED_FASTEST: dict[tuple[str, torch.dtype], tuple[tuple[float, str], ...]] =
     ("amx", torch.float32): ((8, "torch"), (math.inf, "cpu_canonical")),
     ("amx", torch.bfloat16): ((8, "cpu_canonical"), (math.inf, "onednn_packed")),
 }
-# RMSNorm with its residual add: cpu_halving's one C++ call beat torch's ops 2-7x at 1 to 64 rows.
-HALVING_FASTEST = CPU_CLASS in {cpu_class for cpu_class, _ in MEASURED_FASTEST}
+# Whether this CPU's class was measured: there default mode takes matmul cpu_fastest instead of the library
+# paths, and rmsnorm cpu_halving (its one C++ call beat torch's ops 2-7x at 1 to 64 rows).
+MEASURED_HERE = CPU_CLASS in {cpu_class for cpu_class, _ in MEASURED_FASTEST}

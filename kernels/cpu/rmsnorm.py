@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from bi_bench.kernels.cpu.extension import extension
-from bi_bench.kernels.cpu.measured import HALVING_FASTEST
+from bi_bench.kernels.cpu.measured import MEASURED_HERE
 from bi_bench.kernels.generic.halving import halving_mean
 from bi_bench.kernels.generic.rmsnorm import normalize, residual_add
 from bi_bench.kernels.registry import FLOATS, register
@@ -21,7 +21,7 @@ def halving_reference(x: torch.Tensor, weight: torch.Tensor, eps: float, residua
 @register("rmsnorm", "cpu_halving", devices=("cpu",), batch_invariant=True,
           description="mean of squares by pairwise halving: elementwise adds in one fixed order per row, the "
                       "residual add and the scaling fused in one C++ call",
-          preferred_for=("invariant", "default") if HALVING_FASTEST else ("invariant",))
+          preferred_for=("invariant", "default") if MEASURED_HERE else ("invariant",))
 def rmsnorm_halving(x: torch.Tensor, weight: torch.Tensor, eps: float, residual: torch.Tensor | None = None,
                     unit_offset: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     if x.dtype not in FLOATS or weight.dtype != x.dtype or (residual is not None and residual.dtype != x.dtype):
