@@ -10,7 +10,8 @@ result once computes the same thing, in another K order.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Sequence
+from typing import Callable, TypeVar
 
 import torch
 
@@ -32,6 +33,20 @@ def derived(t: torch.Tensor, kind: str, make: Callable[[torch.Tensor], torch.Ten
     if hit is None or hit[0] != root._version:
         hit = (root._version, make(t))
         cache[key] = hit
+    return hit[1]
+
+
+T = TypeVar("T")
+
+
+def derived_from(owner: object, params: Sequence[torch.Tensor], make: Callable[[], T]) -> T:
+    """make(), kept on owner while no tensor of params has changed in place since: a version check per tensor,
+    cheaper than a derived() lookup per tensor for what every step asks for once per layer."""
+    versions = tuple(p._version for p in params)
+    hit = owner.__dict__.get(ATTRIBUTE)
+    if hit is None or hit[0] != versions:
+        hit = (versions, make())
+        owner.__dict__[ATTRIBUTE] = hit
     return hit[1]
 
 

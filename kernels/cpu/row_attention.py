@@ -17,22 +17,23 @@ from bi_bench.kernels.cpu.extension import extension
 from bi_bench.kernels.registry import register
 
 
-def row_layout(meta: AttentionMetadata) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each query token's sequence and how many keys it sees (its position + 1), memoized for the step."""
+def row_plan(meta: AttentionMetadata) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each query token's sequence, how many keys it sees (its position + 1) and the block tables as the program
+    reads them (int32), memoized for the step: every layer's call shares them."""
     if "rows" not in meta.plans:
         seqs, keys = [], []
         for b, (count, length) in enumerate(zip(meta.query_lens(), meta.context_lens)):
             seqs.extend([b] * count)
             keys.extend(range(length - count + 1, length + 1))
-        meta.plans["rows"] = (torch.tensor(seqs, dtype=torch.int64), torch.tensor(keys, dtype=torch.int64))
+        meta.plans["rows"] = (torch.tensor(seqs, dtype=torch.int64), torch.tensor(keys, dtype=torch.int64),
+                              meta.block_tables.to(torch.int32))
     return meta.plans["rows"]
 
 
 def row_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, meta: AttentionMetadata,
                   scale: float, window: int | None) -> torch.Tensor:
-    row_seq, row_keys = row_layout(meta)
     out = extension().row_attention(q.float().contiguous(), k_cache.contiguous(), v_cache.contiguous(),
-                                     row_seq, row_keys, meta.block_tables.to(torch.int32), scale, window or 0)
+                                     *row_plan(meta), scale, window or 0)
     return out.to(q.dtype)
 
 

@@ -20,6 +20,7 @@
 
 #include <ATen/Parallel.h>
 #include <immintrin.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cstring>
@@ -87,77 +88,74 @@ class Bf16Rounding {
   bool on_;
 };
 
-// acc[r][c] for `rows` x-rows against one weight panel; a: [steps][kRows] fp32, b: [steps][kCols].
-template <int rows, typename weight_t>
-void tile(const float* a, const weight_t* b, int64_t steps, float* out, int64_t ld, int64_t cols) {
-  Vec acc[rows][2];
-  for (int r = 0; r < rows; ++r) acc[r][0] = acc[r][1] = zeros();
-  for (int64_t s = 0; s < steps; ++s) {
-    const Vec b0 = load(b + s * kCols), b1 = load(b + s * kCols + kLanes);
-    for (int r = 0; r < rows; ++r) {
-      const Vec x = broadcast(a[s * kRows + r]);
-      acc[r][0] = fma(x, b0, acc[r][0]);
-      acc[r][1] = fma(x, b1, acc[r][1]);
-    }
-  }
+// acc[r][2g], acc[r][2g + 1]: row r, panel g's two vectors; only the last panel may be partial (cols < kCols)
+template <int rows, int panels, typename vec_t, typename store_fn>
+void store_tile(vec_t (&acc)[rows][2 * panels], float* out, int64_t ld, int64_t cols, store_fn store_vec) {
   alignas(64) float buffer[kCols];
   for (int r = 0; r < rows; ++r) {
-    float* dst = cols == kCols ? out + r * ld : buffer;
-    store(dst, acc[r][0]);
-    store(dst + kLanes, acc[r][1]);
-    if (cols != kCols) std::memcpy(out + r * ld, buffer, cols * sizeof(float));
+    for (int g = 0; g < panels; ++g) {
+      const bool partial = g == panels - 1 && cols != kCols;
+      float* dst = partial ? buffer : out + r * ld + g * kCols;
+      store_vec(dst, acc[r][2 * g]);
+      store_vec(dst + kLanes, acc[r][2 * g + 1]);
+      if (partial) std::memcpy(out + r * ld + g * kCols, buffer, cols * sizeof(float));
+    }
   }
+}
+
+// acc[r][c] for `rows` x-rows against `panels` consecutive full weight panels (b: the first; panel_stride apart);
+// a: [steps][kRows] fp32, b: [steps][kCols] per panel. More panels at once only add independent accumulators, so
+// that few rows still keep several FMA chains in flight; each column's chain is the same.
+template <int rows, int panels, typename weight_t>
+void tile(const float* a, const weight_t* b, int64_t panel_stride, int64_t steps, float* out, int64_t ld,
+          int64_t cols) {
+  Vec acc[rows][2 * panels];
+  for (int r = 0; r < rows; ++r) {
+    for (int v = 0; v < 2 * panels; ++v) acc[r][v] = zeros();
+  }
+  for (int64_t s = 0; s < steps; ++s) {
+    Vec w[2 * panels];
+    for (int g = 0; g < panels; ++g) {
+      w[2 * g] = load(b + g * panel_stride + s * kCols);
+      w[2 * g + 1] = load(b + g * panel_stride + s * kCols + kLanes);
+    }
+    for (int r = 0; r < rows; ++r) {
+      const Vec x = broadcast(a[s * kRows + r]);
+      for (int v = 0; v < 2 * panels; ++v) acc[r][v] = fma(x, w[v], acc[r][v]);
+    }
+  }
+  store_tile<rows, panels>(acc, out, ld, cols, [](float* dst, Vec v) { store(dst, v); });
 }
 
 #if defined(__AVX512BF16__)
-// The native instruction: a: [pairs][kRows] bf16 pairs as uint32, b: [pairs][kCols][2] bf16.
-template <int rows>
-void tile_dpbf16(const uint32_t* a, const uint16_t* b, int64_t pairs, float* out, int64_t ld, int64_t cols) {
-  __m512 acc[rows][2];
-  for (int r = 0; r < rows; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+// The native instruction: a: [pairs][kRows] bf16 pairs as uint32, b: [pairs][kCols][2] bf16 per panel.
+template <int rows, int panels>
+void tile_dpbf16(const uint32_t* a, const uint16_t* b, int64_t panel_stride, int64_t pairs, float* out, int64_t ld,
+                 int64_t cols) {
+  __m512 acc[rows][2 * panels];
+  for (int r = 0; r < rows; ++r) {
+    for (int v = 0; v < 2 * panels; ++v) acc[r][v] = _mm512_setzero_ps();
+  }
   for (int64_t p = 0; p < pairs; ++p) {
-    const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + p * kCols * 2);
-    const __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + p * kCols * 2 + 32);
+    __m512bh w[2 * panels];
+    for (int g = 0; g < panels; ++g) {
+      w[2 * g] = (__m512bh)_mm512_loadu_si512(b + g * panel_stride + p * kCols * 2);
+      w[2 * g + 1] = (__m512bh)_mm512_loadu_si512(b + g * panel_stride + p * kCols * 2 + 32);
+    }
     for (int r = 0; r < rows; ++r) {
       const __m512bh x = (__m512bh)_mm512_set1_epi32(static_cast<int>(a[p * kRows + r]));
-      acc[r][0] = _mm512_dpbf16_ps(acc[r][0], x, b0);
-      acc[r][1] = _mm512_dpbf16_ps(acc[r][1], x, b1);
+      for (int v = 0; v < 2 * panels; ++v) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], x, w[v]);
     }
   }
-  alignas(64) float buffer[kCols];
-  for (int r = 0; r < rows; ++r) {
-    float* dst = cols == kCols ? out + r * ld : buffer;
-    _mm512_storeu_ps(dst, acc[r][0]);
-    _mm512_storeu_ps(dst + 16, acc[r][1]);
-    if (cols != kCols) std::memcpy(out + r * ld, buffer, cols * sizeof(float));
-  }
+  store_tile<rows, panels>(acc, out, ld, cols, [](float* dst, __m512 v) { _mm512_storeu_ps(dst, v); });
 }
 #endif
-
-// run(row_panel, col_panel, rows) over every tile; col_panels may span several weights (the caller maps them).
-template <typename tile_fn>
-void for_each_tile(int64_t m, int64_t col_panels, bool emulated_bf16, tile_fn run) {
-  const int64_t row_panels = ceil_div(m, kRows);
-  const int64_t blocks = ceil_div(row_panels, kPanelsPerBlock);
-#pragma omp parallel num_threads(at::get_num_threads())
-  {
-    Bf16Rounding rounding(emulated_bf16);
-#pragma omp for collapse(2) schedule(static)
-    for (int64_t block = 0; block < blocks; ++block) {
-      for (int64_t col_panel = 0; col_panel < col_panels; ++col_panel) {
-        const int64_t last = std::min(row_panels, (block + 1) * kPanelsPerBlock);
-        for (int64_t row_panel = block * kPanelsPerBlock; row_panel < last; ++row_panel) {
-          run(row_panel, col_panel, std::min<int64_t>(kRows, m - row_panel * kRows));
-        }
-      }
-    }
-  }
-}
 
 // The column panels of several weights as one range: panel p is weight `index`'s panel p - first[index].
 struct Panels {
   std::vector<int64_t> first;  // first[i]: weight i's first panel; first.back(): all panels
-  explicit Panels(const std::vector<int64_t>& widths) : first{0} {
+  std::vector<int64_t> widths;
+  explicit Panels(const std::vector<int64_t>& widths) : first{0}, widths(widths) {
     for (int64_t n : widths) first.push_back(first.back() + ceil_div(n, kCols));
   }
   int64_t total() const { return first.back(); }
@@ -166,16 +164,66 @@ struct Panels {
   }
 };
 
-// fn(std::integral_constant<int, rows>) for rows in 1..kRows: the tiles take their row count as a template argument.
+// One tile call: rows x-rows from row_panel against `count` consecutive panels of one weight, from its panel
+// `local`; the last of them has `cols` columns.
+struct Tile {
+  int64_t row_panel, rows, weight, local, count, cols;
+};
+
+// Panels per tile call for tiles of `rows` rows: as many as the registers hold beside the accumulators, so a
+// decode step's one row still keeps eight FMA chains in flight.
+constexpr int kVectorRegisters = kLanes == 16 ? 32 : 16;
+constexpr int panels_for(int rows) { return std::clamp((kVectorRegisters / 2 - 2) / (2 * rows), 1, 4); }
+
+// run(Tile) over every tile. Each thread takes one contiguous share of the (row block, column panel) units, so
+// the split never depends on what a tile computes; within its share a thread hands consecutive panels of one
+// weight to one tile call.
+template <typename tile_fn>
+void for_each_tile(int64_t m, const Panels& panels, bool emulated_bf16, tile_fn run) {
+  const int64_t row_panels = ceil_div(m, kRows), blocks = ceil_div(row_panels, kPanelsPerBlock);
+  const int64_t col_panels = panels.total(), units = blocks * col_panels;
+  const int64_t group = panels_for(static_cast<int>(std::min<int64_t>(m, kRows)));
+#pragma omp parallel num_threads(at::get_num_threads())
+  {
+    Bf16Rounding rounding(emulated_bf16);
+    const int64_t threads = omp_get_num_threads(), thread = omp_get_thread_num();
+    const int64_t end = units * (thread + 1) / threads;
+    for (int64_t unit = units * thread / threads; unit < end;) {
+      const int64_t block = unit / col_panels, col_panel = unit % col_panels;
+      const int64_t weight = panels.weight_of(col_panel), local = col_panel - panels.first[weight];
+      const int64_t count = std::min({group, end - unit, panels.first[weight + 1] - col_panel});
+      const int64_t cols = std::min<int64_t>(kCols, panels.widths[weight] - (local + count - 1) * kCols);
+      const int64_t last = std::min(row_panels, (block + 1) * kPanelsPerBlock);
+      for (int64_t row_panel = block * kPanelsPerBlock; row_panel < last; ++row_panel) {
+        run(Tile{row_panel, std::min<int64_t>(kRows, m - row_panel * kRows), weight, local, count, cols});
+      }
+      unit += count;
+    }
+  }
+}
+
+// fn(rows, count) as std::integral_constants, rows in 1..kRows and count in 1..panels_for(rows): the tiles take
+// both as template arguments.
+template <int rows, typename fn_t>
+void with_count(int64_t count, fn_t fn) {
+  switch (count) {
+    case 1: return fn(std::integral_constant<int, rows>{}, std::integral_constant<int, 1>{});
+    case 2: if constexpr (panels_for(rows) >= 2) return fn(std::integral_constant<int, rows>{}, std::integral_constant<int, 2>{});
+    case 3: if constexpr (panels_for(rows) >= 3) return fn(std::integral_constant<int, rows>{}, std::integral_constant<int, 3>{});
+    default: if constexpr (panels_for(rows) >= 4) return fn(std::integral_constant<int, rows>{}, std::integral_constant<int, 4>{});
+  }
+  TORCH_CHECK(false, "canonical_linears: ", count, " panels for a tile of ", rows, " rows");
+}
+
 template <typename fn_t>
-void with_rows(int64_t rows, fn_t fn) {
-  switch (rows) {
-    case 1: return fn(std::integral_constant<int, 1>{});
-    case 2: return fn(std::integral_constant<int, 2>{});
-    case 3: return fn(std::integral_constant<int, 3>{});
-    case 4: return fn(std::integral_constant<int, 4>{});
-    case 5: return fn(std::integral_constant<int, 5>{});
-    default: return fn(std::integral_constant<int, kRows>{});
+void with_shape(const Tile& t, fn_t fn) {
+  switch (t.rows) {
+    case 1: return with_count<1>(t.count, fn);
+    case 2: return with_count<2>(t.count, fn);
+    case 3: return with_count<3>(t.count, fn);
+    case 4: return with_count<4>(t.count, fn);
+    case 5: return with_count<5>(t.count, fn);
+    default: return with_count<kRows>(t.count, fn);
   }
 }
 
@@ -272,19 +320,13 @@ std::vector<at::Tensor> canonical_linears(const at::Tensor& x, const std::vector
     return outs;
   };
   if (m == 0 || panels.total() == 0) return in_x_dtype();
-  // tile(index, local panel, columns) for each global panel
-  auto locate = [&](int64_t cp, auto tile) {
-    const int64_t index = panels.weight_of(cp), local = cp - panels.first[index], n = widths[index];
-    tile(index, local, std::min<int64_t>(kCols, n - local * kCols), n);
-  };
   // fp32 FMA tiles over `depth` K steps; bf16 weights (no vdpbf16ps) are widened as they are read
   auto fma_tiles = [&](const float* a_data, int64_t depth, const auto& weight_data, bool emulated_bf16) {
-    for_each_tile(m, panels.total(), emulated_bf16, [&](int64_t rp, int64_t cp, int64_t rows) {
-      locate(cp, [&](int64_t i, int64_t local, int64_t cols, int64_t n) {
-        with_rows(rows, [&](auto r) {
-          tile<decltype(r)::value>(a_data + rp * depth * kRows, weight_data[i] + local * depth * kCols, depth,
-                                   out_data[i] + rp * kRows * n + local * kCols, n, cols);
-        });
+    for_each_tile(m, panels, emulated_bf16, [&](const Tile& t) {
+      with_shape(t, [&](auto rows, auto count) {
+        tile<decltype(rows)::value, decltype(count)::value>(a_data + t.row_panel * depth * kRows, weight_data[t.weight] + t.local * depth * kCols,
+                          depth * kCols, depth, out_data[t.weight] + t.row_panel * kRows * widths[t.weight] +
+                          t.local * kCols, widths[t.weight], t.cols);
       });
     });
   };
@@ -310,12 +352,11 @@ std::vector<at::Tensor> canonical_linears(const at::Tensor& x, const std::vector
   const auto a = pack_row_pairs(x);
   const uint32_t* a_data = reinterpret_cast<const uint32_t*>(a.data_ptr<int32_t>());
   const int64_t pairs = steps / 2;
-  for_each_tile(m, panels.total(), false, [&](int64_t rp, int64_t cp, int64_t rows) {
-    locate(cp, [&](int64_t i, int64_t local, int64_t cols, int64_t n) {
-      const uint32_t* ap = a_data + rp * pairs * kRows;
-      const uint16_t* bp = weight_data[i] + local * steps * kCols;
-      float* op = out_data[i] + rp * kRows * n + local * kCols;
-      with_rows(rows, [&](auto r) { tile_dpbf16<decltype(r)::value>(ap, bp, pairs, op, n, cols); });
+  for_each_tile(m, panels, false, [&](const Tile& t) {
+    with_shape(t, [&](auto rows, auto count) {
+      tile_dpbf16<decltype(rows)::value, decltype(count)::value>(a_data + t.row_panel * pairs * kRows, weight_data[t.weight] + t.local * steps * kCols,
+                               steps * kCols, pairs, out_data[t.weight] + t.row_panel * kRows * widths[t.weight] +
+                               t.local * kCols, widths[t.weight], t.cols);
     });
   });
 #else

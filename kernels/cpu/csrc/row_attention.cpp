@@ -148,20 +148,23 @@ void attend_all(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor
   const int64_t* keys_data = row_keys.data_ptr<int64_t>();
   const int32_t* table_data = block_tables.data_ptr<int32_t>();
   float* out_data = out.data_ptr<float>();
-  // Query heads h*group .. h*group+group-1 attend to KV head h, and sit next to each other in q and out.
-  // Units are handed out dynamically: causal prefill rows see very different numbers of keys.
-  const int64_t units = tokens * kv_heads;
-#pragma omp parallel num_threads(at::get_num_threads())
+  // Query heads h*group .. h*group+group-1 attend to KV head h, and sit next to each other in q and out. A unit
+  // is one token's heads of one KV head, or, when that leaves threads idle (a decode step of few tokens), one of
+  // them: every row's sums are its own either way. Units are handed out dynamically: causal prefill rows see very
+  // different numbers of keys.
+  const int64_t threads = at::get_num_threads();
+  const int64_t per_unit = threads == 1 || tokens * kv_heads >= 4 * threads ? group : 1;
+  const int64_t units = tokens * heads / per_unit;
+#pragma omp parallel num_threads(threads)
   {
     std::vector<float> scores;
-#pragma omp for schedule(dynamic, 4)
+#pragma omp for schedule(dynamic)
     for (int64_t unit = 0; unit < units; ++unit) {
-      const int64_t token = unit / kv_heads, kv_head = unit % kv_heads;
-      const int64_t first_row = token * heads + kv_head * group;
+      const int64_t first_row = unit * per_unit, token = first_row / heads, kv_head = first_row % heads / group;
       const int64_t end = keys_data[token];
       const int64_t first = window > 0 ? std::max<int64_t>(0, end - window) : 0;
       attend_group(q_data + first_row * dim, k_data, v_data, table_data + seq_data[token] * width, first, end,
-                   block_size, token_stride, kv_head * dim, dim, group, static_cast<float>(scale), scores,
+                   block_size, token_stride, kv_head * dim, dim, per_unit, static_cast<float>(scale), scores,
                    out_data + first_row * dim);
     }
   }
