@@ -12,7 +12,7 @@ from bi_bench.engine.kernel_set import KernelSet
 from bi_bench.engine.layers.activation import SiluAndMul
 from bi_bench.engine.layers.attention import PagedAttention
 from bi_bench.engine.layers.embed_head import ParallelLMHead, VocabParallelEmbedding
-from bi_bench.engine.layers.fused_decoder import FUSED_DTYPES, fusable, fused_forward
+from bi_bench.engine.layers.fused_decoder import FUSED_DTYPES, fusable, fused_forward, library_linears
 from bi_bench.engine.layers.layernorm import RMSNorm
 from bi_bench.engine.layers.linear import ColumnParallelLinear, RowParallelLinear, shared_input
 from bi_bench.engine.layers.rotary_embedding import RotaryEmbedding, hf_reference
@@ -97,12 +97,15 @@ class LlamaDecoderLayer(nn.Module):
         self.mlp = self.mlp_class(config, kernels)
         self.input_layernorm = self.norm_class(config.hidden_size, config.rms_norm_eps, kernels.rmsnorm)
         self.post_attention_layernorm = self.norm_class(config.hidden_size, config.rms_norm_eps, kernels.rmsnorm)
-        self.fused = fusable(self, kernels.names())
+        self.kernel_names = kernels.names()
+        self.fused = fusable(self, self.kernel_names)
 
     def forward(self, hidden: torch.Tensor, residual: torch.Tensor | None,
                 batch: ForwardBatch) -> tuple[torch.Tensor, torch.Tensor]:
         if self.fused and hidden.is_cpu and hidden.dtype in FUSED_DTYPES and not torch.is_grad_enabled():
-            return fused_forward(self, hidden, residual, batch)
+            library = library_linears(self.kernel_names, hidden, batch)
+            if library is not None:
+                return fused_forward(self, hidden, residual, batch, library)
         hidden, residual = self.input_layernorm(hidden, residual)
         hidden = self.self_attn(hidden, batch)
         hidden, residual = self.post_attention_layernorm(hidden, residual)

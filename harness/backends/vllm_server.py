@@ -58,7 +58,7 @@ class VLLMServer(ServerBackend):
 
     @classmethod
     def from_spec(cls, spec: BackendSpec, model_id: str, device: str) -> VLLMServer:
-        python = Path(os.environ.get(PYTHON_VARIABLE) or DEFAULT_PYTHON)
+        python = Path(os.environ.get(PYTHON_VARIABLE) or DEFAULT_PYTHON).absolute()  # the server runs elsewhere
         if not os.access(python, os.X_OK):
             raise ValueError(f"backend {cls.name}: python: {python} is not there; `make vllm` builds it "
                              f"(or pass --vllm-python)")

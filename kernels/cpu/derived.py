@@ -39,14 +39,15 @@ def derived(t: torch.Tensor, kind: str, make: Callable[[torch.Tensor], torch.Ten
 T = TypeVar("T")
 
 
-def derived_from(owner: object, params: Sequence[torch.Tensor], make: Callable[[], T]) -> T:
-    """make(), kept on owner while no tensor of params has changed in place since: a version check per tensor,
-    cheaper than a derived() lookup per tensor for what every step asks for once per layer."""
+def derived_from(owner: object, kind: str, params: Sequence[torch.Tensor], make: Callable[[], T]) -> T:
+    """make(), kept on owner under kind while no tensor of params has changed in place since: a version check per
+    tensor, cheaper than a derived() lookup per tensor for what every step asks for once per layer."""
     versions = tuple(p._version for p in params)
-    hit = owner.__dict__.get(ATTRIBUTE)
+    cache = owner.__dict__.setdefault(ATTRIBUTE, {})
+    hit = cache.get(kind)
     if hit is None or hit[0] != versions:
         hit = (versions, make())
-        owner.__dict__[ATTRIBUTE] = hit
+        cache[kind] = hit
     return hit[1]
 
 

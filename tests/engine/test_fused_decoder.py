@@ -1,22 +1,34 @@
 """The fused Llama layer (engine/layers/fused_decoder.py, one C++ call per layer) computes the bits of the
-layer it replaces: the same requests through an engine whose layers run op by op must agree bit for bit."""
+layer it replaces: the same requests through an engine whose layers run op by op must agree bit for bit, in
+invariant mode and in default mode's kernel sets it stands in for (our linears or the library's, attention split by
+phase: decode steps fused, prefills op by op)."""
 from __future__ import annotations
 
 import struct
 from unittest import mock
 
 import pytest
+import torch
 
 from bi_bench.engine import LLM, SamplingParams
 from bi_bench.engine.layers import fused_decoder
 from bi_bench.engine.models import llama
+from bi_bench.kernels import registry
 
 PROMPTS = ["The capital of France is", "def fibonacci(n):\n    ", "Once upon a time, in a kingdom by the sea, there",
            "1, 2, 3,"]
 
 
-def run(dtype: str, fused: bool) -> tuple[list, int]:
-    llm = LLM("smollm2-135m", dtype=dtype, mode="invariant", max_model_len=160, max_num_seqs=8)
+PHASE_SPLIT = {"rmsnorm": "cpu_halving", "attention": "cpu_phase_split", "pointwise": "cpu_canonical"}
+# (mode, kernel overrides, layer calls fused at least): invariant fuses every step, phase split the decode steps
+SETS = {"invariant": ("invariant", {}, 30 * 10),
+        "default, library linears": ("default", {**PHASE_SPLIT, "matmul": "torch"}, 30 * 9),
+        "default, our linears": ("default", {**PHASE_SPLIT, "matmul": "cpu_canonical"}, 30 * 9),
+        "default, measured linears": ("default", {**PHASE_SPLIT, "matmul": "cpu_fastest"}, 30 * 9)}
+
+
+def run(dtype: str, mode: str, kernels: dict[str, str], fused: bool) -> tuple[list, int]:
+    llm = LLM("smollm2-135m", dtype=dtype, mode=mode, kernels=kernels, max_model_len=160, max_num_seqs=8)
     layers = llm.engine.runner.model.model.layers
     assert all(layer.fused for layer in layers)  # what this test is about: the layers take the fused path
     for layer in layers:
@@ -33,9 +45,14 @@ def bits(values: list[float]) -> bytes:
     return struct.pack(f"<{len(values)}f", *values)
 
 
+@pytest.mark.parametrize("kernel_set", SETS)
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_fused_layer_has_the_bits_of_the_layer_it_replaces(dtype: str) -> None:
-    fused, fused_calls = run(dtype, fused=True)
-    op_by_op, op_by_op_calls = run(dtype, fused=False)
-    assert fused_calls >= 30 * 10 and op_by_op_calls == 0  # every layer of every step, and none
+def test_fused_layer_has_the_bits_of_the_layer_it_replaces(dtype: str, kernel_set: str) -> None:
+    mode, kernels, least = SETS[kernel_set]
+    measured = registry.get("matmul", "cpu_fastest").dtypes
+    if kernels.get("matmul") == "cpu_fastest" and getattr(torch, dtype) not in measured:
+        pytest.skip("cpu_fastest is default mode's pick only on CPU classes kernels/cpu/measured.py measured")
+    fused, fused_calls = run(dtype, mode, kernels, fused=True)
+    op_by_op, op_by_op_calls = run(dtype, mode, kernels, fused=False)
+    assert fused_calls >= least and op_by_op_calls == 0  # every layer of every (decode) step, and none
     assert fused == op_by_op

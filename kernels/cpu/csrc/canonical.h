@@ -45,6 +45,6 @@ std::tuple<at::Tensor, at::Tensor> llama_layer(
     const at::Tensor& hidden, const c10::optional<at::Tensor>& residual, const at::Tensor& input_norm,
     const at::Tensor& post_norm, double eps, const std::vector<at::Tensor>& qkv, const at::Tensor& o,
     const std::vector<at::Tensor>& gate_up, const at::Tensor& down, int64_t heads, int64_t kv_heads,
-    int64_t head_dim, int64_t intermediate, double scale, int64_t window, const at::Tensor& cos, const at::Tensor& sin,
-    const at::Tensor& k_cache, const at::Tensor& v_cache, const at::Tensor& slot_mapping, const at::Tensor& row_seq,
-    const at::Tensor& row_keys, const at::Tensor& block_tables);
+    int64_t head_dim, int64_t intermediate, double scale, int64_t window, bool library, const at::Tensor& cos,
+    const at::Tensor& sin, const at::Tensor& k_cache, const at::Tensor& v_cache, const at::Tensor& slot_mapping,
+    const at::Tensor& row_seq, const at::Tensor& row_keys, const at::Tensor& block_tables);

@@ -2,19 +2,34 @@
 // engine/models/llama.py calls them, with the same tensors between them, so the same bits without the Python in
 // between. Nothing here reduces: the reduction orders are those of rmsnorm.cpp, matmul.cpp, rotary.cpp,
 // row_attention.cpp and pointwise.cpp; the rest is copies (the KV cache write) and one elementwise multiply.
+// Default mode's linears may be the library's instead (`library`: at::linear, F.linear's own call, one per
+// weight as the op-by-op engine makes them): then the bits are default mode's, and no claim is made for them.
 #include "canonical.h"
+
+namespace {
+
+// x against each weight: canonical_linears on packed panels, or the library's linear on the weights as they are
+std::vector<at::Tensor> linears(const at::Tensor& x, const std::vector<at::Tensor>& weights,
+                                const std::vector<int64_t>& widths, bool library) {
+  if (!library) return canonical_linears(x.contiguous(), weights, widths);
+  std::vector<at::Tensor> outs;
+  for (const auto& weight : weights) outs.push_back(at::linear(x, weight));
+  return outs;
+}
+
+}  // namespace
 
 std::tuple<at::Tensor, at::Tensor> llama_layer(
     const at::Tensor& hidden, const c10::optional<at::Tensor>& residual, const at::Tensor& input_norm,
     const at::Tensor& post_norm, double eps, const std::vector<at::Tensor>& qkv, const at::Tensor& o,
     const std::vector<at::Tensor>& gate_up, const at::Tensor& down, int64_t heads, int64_t kv_heads,
-    int64_t head_dim, int64_t intermediate, double scale, int64_t window, const at::Tensor& cos,
+    int64_t head_dim, int64_t intermediate, double scale, int64_t window, bool library, const at::Tensor& cos,
     const at::Tensor& sin, const at::Tensor& k_cache, const at::Tensor& v_cache, const at::Tensor& slot_mapping,
     const at::Tensor& row_seq, const at::Tensor& row_keys, const at::Tensor& block_tables) {
   const int64_t tokens = hidden.size(0), width = hidden.size(1);
   auto [normed, summed] = halving_rmsnorm(hidden, input_norm, residual, eps, false);
-  const auto projected = canonical_linears(normed.contiguous(), qkv,
-                                           {heads * head_dim, kv_heads * head_dim, kv_heads * head_dim});
+  const auto projected =
+      linears(normed, qkv, {heads * head_dim, kv_heads * head_dim, kv_heads * head_dim}, library);
   auto [q, k] = apply_rotary(projected[0].view({tokens, heads, head_dim}),
                              projected[1].view({tokens, kv_heads, head_dim}), cos, sin);
   const auto v = projected[2].view({tokens, kv_heads, head_dim});
@@ -22,9 +37,9 @@ std::tuple<at::Tensor, at::Tensor> llama_layer(
   v_cache.view({-1, kv_heads, head_dim}).index_put_({slot_mapping}, v);
   const auto attended = row_attention(q.to(at::kFloat).contiguous(), k_cache, v_cache, row_seq, row_keys,
                                       block_tables, scale, window).to(q.scalar_type());
-  const auto out = canonical_linears(attended.reshape({tokens, heads * head_dim}).contiguous(), {o}, {width})[0];
+  const auto out = linears(attended.reshape({tokens, heads * head_dim}), {o}, {width}, library)[0];
   auto [mlp_in, mlp_residual] = halving_rmsnorm(out, post_norm, summed, eps, false);
-  const auto gated = canonical_linears(mlp_in.contiguous(), gate_up, {intermediate, intermediate});
+  const auto gated = linears(mlp_in, gate_up, {intermediate, intermediate}, library);
   const auto activated = at::mul(canonical_silu(gated[0]), gated[1]);
-  return {canonical_linears(activated.contiguous(), {down}, {width})[0], mlp_residual};
+  return {linears(activated, {down}, {width}, library)[0], mlp_residual};
 }
