@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from bi_bench.harness.backends.vllm_server import DEFAULT_PYTHON, OWNER
+from bi_bench.harness.backends.vllm_server import DEFAULT_PYTHON, OWNER, VLLMServer
+from bi_bench.harness.suite.schema import BackendSpec
 from conftest import invoke, load, results_files, write_suite
 
 pytestmark = pytest.mark.slow  # starts vLLM servers (about half a minute each, eager)
@@ -102,3 +103,11 @@ def test_a_missing_vllm_python_is_bad_input(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setenv("BI_BENCH_VLLM_PYTHON", str(tmp_path / "nowhere" / "python"))
     result = invoke("run", write_suite(tmp_path, vllm_document()), "--out", tmp_path / "out")
     assert result.exit_code == 2 and "backend vllm: python: " in result.output and "make vllm" in result.output
+
+
+def test_a_relative_vllm_python_is_the_callers_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server starts in a folder of its own: a path relative to where the user stands must be made absolute."""
+    monkeypatch.chdir(DEFAULT_PYTHON.parents[2])
+    monkeypatch.setenv("BI_BENCH_VLLM_PYTHON", str(DEFAULT_PYTHON.relative_to(DEFAULT_PYTHON.parents[2])))
+    server = VLLMServer.from_spec(BackendSpec(name="vllm"), "smollm2-135m", "cpu")
+    assert server.python.is_absolute() and server.python == DEFAULT_PYTHON.absolute()
