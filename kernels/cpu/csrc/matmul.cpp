@@ -204,15 +204,13 @@ void for_each_tile(int64_t m, const Panels& panels, bool emulated_bf16, tile_fn 
 
 // fn(rows, count) as std::integral_constants, rows in 1..kRows and count in 1..panels_for(rows): the tiles take
 // both as template arguments.
-template <int rows, typename fn_t>
-void with_count(int64_t count, fn_t fn) {
-  switch (count) {
-    case 1: return fn(std::integral_constant<int, rows>{}, std::integral_constant<int, 1>{});
-    case 2: if constexpr (panels_for(rows) >= 2) return fn(std::integral_constant<int, rows>{}, std::integral_constant<int, 2>{});
-    case 3: if constexpr (panels_for(rows) >= 3) return fn(std::integral_constant<int, rows>{}, std::integral_constant<int, 3>{});
-    default: if constexpr (panels_for(rows) >= 4) return fn(std::integral_constant<int, rows>{}, std::integral_constant<int, 4>{});
+template <int rows, int count = 1, typename fn_t>
+void with_count(int64_t wanted, fn_t fn) {
+  if constexpr (count < panels_for(rows)) {
+    if (wanted > count) return with_count<rows, count + 1>(wanted, fn);
   }
-  TORCH_CHECK(false, "canonical_linears: ", count, " panels for a tile of ", rows, " rows");
+  TORCH_CHECK(wanted == count, "canonical_linears: ", wanted, " panels for a tile of ", rows, " rows");
+  fn(std::integral_constant<int, rows>{}, std::integral_constant<int, count>{});
 }
 
 template <typename fn_t>
@@ -320,13 +318,17 @@ std::vector<at::Tensor> canonical_linears(const at::Tensor& x, const std::vector
     return outs;
   };
   if (m == 0 || panels.total() == 0) return in_x_dtype();
+  // where tile t writes: its first row and column in its weight's output
+  const auto out_of = [&](const Tile& t) {
+    return out_data[t.weight] + t.row_panel * kRows * widths[t.weight] + t.local * kCols;
+  };
   // fp32 FMA tiles over `depth` K steps; bf16 weights (no vdpbf16ps) are widened as they are read
   auto fma_tiles = [&](const float* a_data, int64_t depth, const auto& weight_data, bool emulated_bf16) {
     for_each_tile(m, panels, emulated_bf16, [&](const Tile& t) {
       with_shape(t, [&](auto rows, auto count) {
-        tile<decltype(rows)::value, decltype(count)::value>(a_data + t.row_panel * depth * kRows, weight_data[t.weight] + t.local * depth * kCols,
-                          depth * kCols, depth, out_data[t.weight] + t.row_panel * kRows * widths[t.weight] +
-                          t.local * kCols, widths[t.weight], t.cols);
+        tile<decltype(rows)::value, decltype(count)::value>(
+            a_data + t.row_panel * depth * kRows, weight_data[t.weight] + t.local * depth * kCols, depth * kCols,
+            depth, out_of(t), widths[t.weight], t.cols);
       });
     });
   };
@@ -354,9 +356,9 @@ std::vector<at::Tensor> canonical_linears(const at::Tensor& x, const std::vector
   const int64_t pairs = steps / 2;
   for_each_tile(m, panels, false, [&](const Tile& t) {
     with_shape(t, [&](auto rows, auto count) {
-      tile_dpbf16<decltype(rows)::value, decltype(count)::value>(a_data + t.row_panel * pairs * kRows, weight_data[t.weight] + t.local * steps * kCols,
-                               steps * kCols, pairs, out_data[t.weight] + t.row_panel * kRows * widths[t.weight] +
-                               t.local * kCols, widths[t.weight], t.cols);
+      tile_dpbf16<decltype(rows)::value, decltype(count)::value>(
+          a_data + t.row_panel * pairs * kRows, weight_data[t.weight] + t.local * steps * kCols, steps * kCols, pairs,
+          out_of(t), widths[t.weight], t.cols);
     });
   });
 #else
