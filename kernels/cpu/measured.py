@@ -11,14 +11,13 @@ from bi_bench.kernels.cpu.isa import cpu_flags, isa_class
 
 CPU_CLASS = isa_class(cpu_flags())
 # linears: per dtype, the variant whose step (all five linear kinds) was fastest below each row count. On an
-# Intel Xeon with AMX: fp32, MKL's F.linear at one row (19.7 against our 22.0 ms), ours from 8 rows (36.1
-# against 39.4 ms at 8, even at 32, 80.1 against 82.4 at 64), oneDNN's packed path slowest throughout; bf16, ours
-# at one row and oneDNN's AMX path from 8 rows on (1.2x faster at 8, 2.7-5x at 64). Since our GEMM takes several
-# panels per tile at few rows (2026-12-06) ours is also the faster fp32 linear at one row (17.8 against 18.6 ms),
-# but F.linear stays default mode's pick there: with ours, default mode's fp32 decode kept its bits at every
-# thread count, and its threads control stopped diverging (tests/harness/test_run_tiny.py).
+# Intel Xeon with AMX: fp32, ours at one row (17.8 against MKL's F.linear 18.6 ms, since our GEMM takes several
+# panels per tile at few rows; 2026-12-06), F.linear from 2 to 7 rows, ours from 8 (36.1 against 39.4 ms at 8,
+# even at 32, 80.1 against 82.4 at 64), oneDNN's packed path slowest throughout; bf16, ours at one row and
+# oneDNN's AMX path from 8 rows on (1.2x faster at 8, 2.7-5x at 64). Default mode's fp32 decode at one row then
+# runs invariant mode's linears; its controls diverge where they meet 2-7 rows (suites/tiny.yaml).
 MEASURED_FASTEST: dict[tuple[str, torch.dtype], tuple[tuple[float, str], ...]] = {
-    ("amx", torch.float32): ((8, "torch"), (math.inf, "cpu_canonical")),
+    ("amx", torch.float32): ((2, "cpu_canonical"), (8, "torch"), (math.inf, "cpu_canonical")),
     ("amx", torch.bfloat16): ((8, "cpu_canonical"), (math.inf, "onednn_packed")),
 }
 # Whether this CPU's class was measured: there default mode takes matmul cpu_fastest instead of the library
