@@ -84,7 +84,7 @@ def instrument(llm: LLM, timer: ExclusiveTimer) -> None:
     timer.wrap_variant(runner.sampler, "log_softmax", "log_softmax")
     runner.sampler = timer.wrap("sampler (rest)", runner.sampler)
     for name, module in runner.model.named_modules():
-        if isinstance(module, llama.LlamaDecoderLayer):
+        if isinstance(module, llama.LlamaModel):
             module.fused = False  # op by op, so each op can be timed (the bare steps ran as the engine runs)
         _instrument_module(name.rsplit(".", 1)[-1], module, timer)
 

@@ -12,7 +12,7 @@ from bi_bench.engine.kernel_set import KernelSet
 from bi_bench.engine.layers.activation import SiluAndMul
 from bi_bench.engine.layers.attention import PagedAttention
 from bi_bench.engine.layers.embed_head import ParallelLMHead, VocabParallelEmbedding
-from bi_bench.engine.layers.fused_decoder import FUSED_DTYPES, fusable, fused_forward, library_linears
+from bi_bench.engine.layers.fused_decoder import fusable, fused_forward, library_linears
 from bi_bench.engine.layers.layernorm import RMSNorm
 from bi_bench.engine.layers.linear import ColumnParallelLinear, RowParallelLinear, shared_input
 from bi_bench.engine.layers.rotary_embedding import RotaryEmbedding, hf_reference
@@ -97,15 +97,9 @@ class LlamaDecoderLayer(nn.Module):
         self.mlp = self.mlp_class(config, kernels)
         self.input_layernorm = self.norm_class(config.hidden_size, config.rms_norm_eps, kernels.rmsnorm)
         self.post_attention_layernorm = self.norm_class(config.hidden_size, config.rms_norm_eps, kernels.rmsnorm)
-        self.kernel_names = kernels.names()
-        self.fused = fusable(self, self.kernel_names)
 
     def forward(self, hidden: torch.Tensor, residual: torch.Tensor | None,
                 batch: ForwardBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.fused and hidden.is_cpu and hidden.dtype in FUSED_DTYPES and not torch.is_grad_enabled():
-            library = library_linears(self.kernel_names, hidden, batch)
-            if library is not None:
-                return fused_forward(self, hidden, residual, batch, library)
         hidden, residual = self.input_layernorm(hidden, residual)
         hidden = self.self_attn(hidden, batch)
         hidden, residual = self.post_attention_layernorm(hidden, residual)
@@ -119,12 +113,18 @@ class LlamaModel(nn.Module):
         self.rotary = RotaryEmbedding(hf_reference(LlamaRotaryEmbedding, config), kernels.pointwise)
         self.layers = nn.ModuleList(layer_class(config, kernels, i) for i in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, kernels.rmsnorm)
+        self.kernel_names = kernels.names()
+        self.fused = all(fusable(layer, self.kernel_names) for layer in self.layers)
 
     def forward(self, input_ids: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
         hidden, residual = self.embed_tokens(input_ids), None
         batch.rotary = self.rotary.cos_sin(batch.positions, hidden.dtype)
-        for layer in self.layers:
-            hidden, residual = layer(hidden, residual, batch)
+        library = library_linears(self.kernel_names, hidden, batch) if self.fused else None
+        if library is not None:
+            hidden, residual = fused_forward(self.layers, hidden, batch, library)
+        else:
+            for layer in self.layers:
+                hidden, residual = layer(hidden, residual, batch)
         return self.norm(hidden, residual)[0]
 
 

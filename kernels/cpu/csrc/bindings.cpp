@@ -19,5 +19,13 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("log_softmax", &canonical_log_softmax);
   m.def("cumsum", &canonical_cumsum);
   m.def("row_attention", &row_attention);
-  m.def("llama_layer", &llama_layer);
+  pybind11::class_<LlamaLayer, std::shared_ptr<LlamaLayer>>(m, "LlamaLayer")
+      .def(pybind11::init([](at::Tensor input_norm, at::Tensor post_norm, double eps, std::vector<at::Tensor> qkv,
+                             at::Tensor o, std::vector<at::Tensor> gate_up, at::Tensor down, int64_t heads,
+                             int64_t kv_heads, int64_t head_dim, int64_t intermediate, double scale, int64_t window,
+                             bool library) {
+        return LlamaLayer{input_norm, post_norm, eps, qkv, o, gate_up, down, heads, kv_heads, head_dim,
+                          intermediate, scale, window, library};
+      }));
+  m.def("llama_stack", &llama_stack);
 }

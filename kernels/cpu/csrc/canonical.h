@@ -3,6 +3,7 @@
 
 #include <ATen/ATen.h>
 
+#include <memory>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -41,10 +42,22 @@ at::Tensor canonical_cumsum(const at::Tensor& x);
 at::Tensor row_attention(at::Tensor q, at::Tensor k_cache, at::Tensor v_cache, at::Tensor row_seq,
                          at::Tensor row_keys, at::Tensor block_tables, double scale, int64_t window);
 
-std::tuple<at::Tensor, at::Tensor> llama_layer(
-    const at::Tensor& hidden, const c10::optional<at::Tensor>& residual, const at::Tensor& input_norm,
-    const at::Tensor& post_norm, double eps, const std::vector<at::Tensor>& qkv, const at::Tensor& o,
-    const std::vector<at::Tensor>& gate_up, const at::Tensor& down, int64_t heads, int64_t kv_heads,
-    int64_t head_dim, int64_t intermediate, double scale, int64_t window, bool library, const at::Tensor& cos,
-    const at::Tensor& sin, const at::Tensor& k_cache, const at::Tensor& v_cache, const at::Tensor& slot_mapping,
-    const at::Tensor& row_seq, const at::Tensor& row_keys, const at::Tensor& block_tables);
+// decoder_layer.cpp: one Llama layer's constants, made once per weight version (engine/layers/fused_decoder.py)
+struct LlamaLayer {
+  at::Tensor input_norm, post_norm;
+  double eps;
+  std::vector<at::Tensor> qkv;  // packed for canonical_linears, or as they are where `library` (at::linear)
+  at::Tensor o;
+  std::vector<at::Tensor> gate_up;
+  at::Tensor down;
+  int64_t heads, kv_heads, head_dim, intermediate;
+  double scale;
+  int64_t window;
+  bool library;
+};
+
+std::tuple<at::Tensor, at::Tensor> llama_stack(
+    const at::Tensor& hidden, const std::vector<std::shared_ptr<LlamaLayer>>& layers, const at::Tensor& cos,
+    const at::Tensor& sin, const std::vector<at::Tensor>& k_caches, const std::vector<at::Tensor>& v_caches,
+    const at::Tensor& slot_mapping, const at::Tensor& row_seq, const at::Tensor& row_keys,
+    const at::Tensor& block_tables);
