@@ -7,6 +7,8 @@
 // weight as the op-by-op engine makes them): then the bits are default mode's, and no claim is made for them.
 #include "canonical.h"
 
+#include <cstring>
+
 namespace {
 
 // x against each weight: canonical_linears on packed panels, or the library's linear on the weights as they are
@@ -16,6 +18,25 @@ std::vector<at::Tensor> linears(const at::Tensor& x, const std::vector<at::Tenso
   std::vector<at::Tensor> outs;
   for (const auto& weight : weights) outs.push_back(at::linear(x, weight));
   return outs;
+}
+
+// rows [tokens, ...] into cache rows slot_mapping[t] of the same shape: what `cache[slot_mapping] = rows` does in
+// engine/layers/attention.py, a copy per token without index_put_'s dispatch
+void write_rows(const at::Tensor& cache, const at::Tensor& rows, const at::Tensor& slot_mapping) {
+  TORCH_CHECK(cache.is_contiguous() && rows.scalar_type() == cache.scalar_type(),
+              "llama_stack: the KV cache must be contiguous and of the model's dtype");
+  TORCH_CHECK(slot_mapping.scalar_type() == at::kLong && slot_mapping.is_contiguous(), "llama_stack: int64 slots");
+  const auto src = rows.contiguous();
+  const int64_t tokens = src.size(0);
+  if (tokens == 0) return;
+  const int64_t bytes = src.nbytes() / tokens, capacity = cache.nbytes() / bytes;
+  const int64_t* slots = slot_mapping.data_ptr<int64_t>();
+  const char* from = static_cast<const char*>(src.data_ptr());
+  char* to = static_cast<char*>(cache.data_ptr());
+  for (int64_t t = 0; t < tokens; ++t) {
+    TORCH_CHECK(slots[t] >= 0 && slots[t] < capacity, "llama_stack: slot ", slots[t], " outside the KV cache");
+    std::memcpy(to + slots[t] * bytes, from + t * bytes, bytes);
+  }
 }
 
 std::tuple<at::Tensor, at::Tensor> llama_layer(const at::Tensor& hidden, const c10::optional<at::Tensor>& residual,
@@ -31,8 +52,8 @@ std::tuple<at::Tensor, at::Tensor> llama_layer(const at::Tensor& hidden, const c
   auto [q, k] = apply_rotary(projected[0].view({tokens, heads, head_dim}),
                              projected[1].view({tokens, kv_heads, head_dim}), cos, sin);
   const auto v = projected[2].view({tokens, kv_heads, head_dim});
-  k_cache.view({-1, kv_heads, head_dim}).index_put_({slot_mapping}, k);
-  v_cache.view({-1, kv_heads, head_dim}).index_put_({slot_mapping}, v);
+  write_rows(k_cache, k, slot_mapping);
+  write_rows(v_cache, v, slot_mapping);
   const auto attended = row_attention(q.to(at::kFloat).contiguous(), k_cache, v_cache, row_seq, row_keys,
                                       block_tables, layer.scale, layer.window).to(q.scalar_type());
   const auto out = linears(attended.reshape({tokens, heads * head_dim}), {layer.o}, {width}, layer.library)[0];
