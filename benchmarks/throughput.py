@@ -4,10 +4,13 @@
         --requests 64,1 --prompt-len 128 --new-tokens 128 --out benchmarks/results/throughput-backends.json
 
 Each backend x dtype x mode gets one engine (a vLLM server for vllm), a warm-up, then one timed greedy generate per
-request count; llama.cpp (`make llama`) runs benchmarks/llama_cpp_worker.py in its own venv on GGUF converted from
-the same safetensors by the converter its sdist vendors, and on the GGUF the model shipped as. Beside each figure: the memory-bandwidth bound of a decode step that reads every weight once
-(bandwidth measured here, at this thread count), scaled by the requests sharing that read. An engine that fails
-is reported with its error, never raised. Ratios within the one run are the portable result.
+request count; `--rounds N` sweeps all of them N times, one engine after another, and reports each one's median
+round beside the range (a neighbour's load that comes and goes then falls on every engine alike). llama.cpp
+(`make llama`) runs benchmarks/llama_cpp_worker.py in its own venv on GGUF converted from the same safetensors by
+the converter its sdist vendors, and on the GGUF the model shipped as. Beside each figure: the memory-bandwidth
+bound of a decode step that reads every weight once (bandwidth measured here, at this thread count), scaled by the
+requests sharing that read. An engine that fails is reported with its error, never raised. Ratios within the one
+run are the portable result.
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ from platformdirs import user_cache_dir
 from transformers import AutoModelForCausalLM
 
 from bi_bench.engine import SamplingParams
-from bi_bench.engine import resolve
+from bi_bench.engine import ModelSource, resolve
 from bi_bench.harness.backends import EngineError, NotApplicable
 from bi_bench.harness.run.environment import cpu_model
 from bi_bench.harness.run.model_info import stored_parameters
@@ -151,25 +154,8 @@ def time_llama_cpp(gguf: Path, dtype: str, prompts: list[list[int]], requests: l
     return [{**label, "version": report["version"], **run} for run in report["runs"]]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--backends", default="bi-bench,transformers",
-                        help="any of bi-bench,vllm,transformers,llama.cpp")
-    parser.add_argument("--dtypes", default="float32,bfloat16")
-    parser.add_argument("--modes", default="default,invariant")
-    parser.add_argument("--requests", default="64,1", help="request counts, each one timed generate")
-    parser.add_argument("--prompt-len", type=int, default=128)
-    parser.add_argument("--new-tokens", type=int, default=128)
-    parser.add_argument("--skip-hf", action="store_true", help="leave out Hugging Face's own generate")
-    parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
-
-    source = resolve(args.model)
-    params = stored_parameters(source)
-    requests = [int(count) for count in args.requests.split(",")]
-    prompts = make_prompts(source.config.vocab_size, max(requests), args.prompt_len, seed=0)
-    bandwidth = read_bandwidth()
+def sweep(args: argparse.Namespace, source: ModelSource, prompts: list[list[int]], requests: list[int]) -> list[dict]:
+    """One timed run of every engine the arguments name, one after the other."""
     runs = []
     for dtype in args.dtypes.split(","):
         for backend in args.backends.split(","):
@@ -185,6 +171,51 @@ def main() -> None:
         shipped, weight_bytes = gguf_weights(source.origin_file)
         runs += [{**run, "weight_bytes": weight_bytes}
                  for run in time_llama_cpp(source.origin_file, shipped, prompts, requests, args.new_tokens)]
+    return runs
+
+
+def medians(runs: list[dict]) -> list[dict]:
+    """Per engine and request count, the median round's figures (the first round's error where one failed)."""
+    groups: dict[tuple, list[dict]] = {}
+    for run in runs:
+        groups.setdefault((run["backend"], run["dtype"], run["mode"], run["requests"]), []).append(run)
+    summary = []
+    for rounds in groups.values():
+        timed = sorted((r for r in rounds if "error" not in r), key=lambda r: r["tok_per_s"])
+        if not timed:
+            summary.append({k: v for k, v in rounds[0].items() if k != "round"})
+            continue
+        median = timed[len(timed) // 2]
+        summary.append({**{k: v for k, v in median.items() if k != "round"},
+                        "rounds_tok_per_s": [r["tok_per_s"] for r in rounds if "error" not in r],
+                        "failed_rounds": len(rounds) - len(timed)})
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--backends", default="bi-bench,transformers",
+                        help="any of bi-bench,vllm,transformers,llama.cpp")
+    parser.add_argument("--dtypes", default="float32,bfloat16")
+    parser.add_argument("--modes", default="default,invariant")
+    parser.add_argument("--requests", default="64,1", help="request counts, each one timed generate")
+    parser.add_argument("--prompt-len", type=int, default=128)
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--skip-hf", action="store_true", help="leave out Hugging Face's own generate")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="sweeps over every engine, one after another; the median round is reported")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+
+    source = resolve(args.model)
+    params = stored_parameters(source)
+    requests = [int(count) for count in args.requests.split(",")]
+    prompts = make_prompts(source.config.vocab_size, max(requests), args.prompt_len, seed=0)
+    bandwidth = read_bandwidth()
+    runs = []
+    for round_ in range(args.rounds):
+        runs += [{**run, "round": round_} for run in sweep(args, source, prompts, requests)]
     for run in runs:
         weight_bytes = run.get("weight_bytes") or params * BYTES[run["dtype"]]
         run["bound_tok_per_s"] = run["requests"] * bandwidth / weight_bytes
@@ -192,11 +223,16 @@ def main() -> None:
               "hardware": {"cpu": cpu_model(), "isa": isa_features(cpu_flags()), "cpu_kernels": target_isa(),
                            "threads": torch.get_num_threads(), "torch": torch.__version__,
                            "read_bandwidth_gb_s": bandwidth / 1e9},
-              "parameters": params, "runs": runs}
+              "parameters": params, "runs": medians(runs) if args.rounds > 1 else runs}
+    if args.rounds > 1:
+        report["rounds"] = runs
+        report["hardware"]["read_bandwidth_after_gb_s"] = read_bandwidth() / 1e9
     print(f"{report['hardware']['cpu']} ({','.join(report['hardware']['isa'])}), {torch.get_num_threads()} threads, "
           f"read bandwidth {bandwidth / 1e9:.1f} GB/s; {args.prompt_len}-token prompts x {args.new_tokens} new tokens")
-    for run in runs:
-        figure = (f"{run['tok_per_s']:>8.1f} tok/s ({run['tok_per_s'] / run['bound_tok_per_s']:.0%} of bound)"
+    for run in report["runs"]:
+        spread = (f" [rounds {min(run['rounds_tok_per_s']):.1f}-{max(run['rounds_tok_per_s']):.1f}]"
+                  if run.get("rounds_tok_per_s") else "")
+        figure = (f"{run['tok_per_s']:>8.1f} tok/s ({run['tok_per_s'] / run['bound_tok_per_s']:.0%} of bound){spread}"
                   if "error" not in run else run["error"][:90])
         print(f"{run['backend']:<13} {run['dtype']:<9} {run['mode']:<10} {run['requests']:>3} req  {figure}  "
               f"bound {run['bound_tok_per_s']:.0f}")
