@@ -38,7 +38,7 @@ def small_document() -> dict[str, Any]:
     document = tiny_document()
     document["name"] = "small"
     document["models"][0]["tp"] = [1]
-    document["checks"] = {"batch_size": {"batch_sizes": [1, 12], "trials": 1}, "prefix_cache": {"trials": 1},
+    document["checks"] = {"batch_size": {"batch_sizes": [1, 4, 12], "trials": 1}, "prefix_cache": {"trials": 1},
                           "prefill_decode": {"batch_size": 3}}
     document["throughput"] = {"prompts": 2, "max_tokens": 2, "repeats": 1}
     return document

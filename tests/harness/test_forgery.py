@@ -66,7 +66,7 @@ def test_flipped_control(copy_results: Callable[[], Path]) -> None:
 
 def test_changed_param(copy_results: Callable[[], Path]) -> None:
     path = forge(copy_results(), lambda cases: replaced(cases, 0, params={**cases[0].params, "batch_sizes": [1]}))
-    rejected(path, "cases[0].params.batch_sizes: recorded [1], the matrix has [1, 12]")
+    rejected(path, "cases[0].params.batch_sizes: recorded [1], the matrix has [1, 4, 12]")
 
 
 def test_swapped_prompt(copy_results: Callable[[], Path]) -> None:
