@@ -6,6 +6,7 @@ library's F.linear."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -50,21 +51,34 @@ def library_linears(kernels: dict[str, str], hidden: torch.Tensor, batch: Forwar
     return LIBRARY_LINEAR.get(matmul)
 
 
-def fused_forward(layers: Sequence[torch.nn.Module], hidden: torch.Tensor, batch: ForwardBatch,
+@dataclass
+class FusedStack:
+    """Layers llama_stack runs, with what every step reads of them listed once: their weights (loading copies into
+    them, so they stay the same tensors) and the attention modules whose caches they write."""
+
+    layers: Sequence[torch.nn.Module]
+    weights: list[torch.Tensor]
+    attention: list[torch.nn.Module]
+
+    @classmethod
+    def of(cls, layers: Sequence[torch.nn.Module]) -> FusedStack:
+        return cls(layers, [p for layer in layers for p in layer_weights(layer)],
+                   [layer.self_attn.attn for layer in layers])
+
+
+def fused_forward(stack: FusedStack, hidden: torch.Tensor, batch: ForwardBatch,
                   library: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """The layers' (hidden, residual) from one C++ call."""
-    caches = [layer.self_attn.attn for layer in layers]
-    return extension().llama_stack(hidden, stack_constants(layers, library), *batch.rotary,
-                                   [c.k_cache for c in caches], [c.v_cache for c in caches], batch.slot_mapping,
-                                   *row_plan(batch.attention))
+    return extension().llama_stack(hidden, stack_constants(stack, library), *batch.rotary,
+                                   [a.k_cache for a in stack.attention], [a.v_cache for a in stack.attention],
+                                   batch.slot_mapping, *row_plan(batch.attention))
 
 
-def stack_constants(layers: Sequence[torch.nn.Module], library: bool) -> list:
+def stack_constants(stack: FusedStack, library: bool) -> list:
     """Each layer's norms, weights (packed for our GEMM, as they are for the library's) and shapes as llama_stack
     takes them, kept while no weight changes."""
-    return derived_from(layers, f"llama_stack library={library}",
-                        [p for layer in layers for p in layer_weights(layer)],
-                        lambda: [layer_constants(layer, library) for layer in layers])
+    return derived_from(stack, f"llama_stack library={library}", stack.weights,
+                        lambda: [layer_constants(layer, library) for layer in stack.layers])
 
 
 def layer_weights(layer: torch.nn.Module) -> list[torch.Tensor]:

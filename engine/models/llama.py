@@ -12,7 +12,7 @@ from bi_bench.engine.kernel_set import KernelSet
 from bi_bench.engine.layers.activation import SiluAndMul
 from bi_bench.engine.layers.attention import PagedAttention
 from bi_bench.engine.layers.embed_head import ParallelLMHead, VocabParallelEmbedding
-from bi_bench.engine.layers.fused_decoder import fusable, fused_forward, library_linears
+from bi_bench.engine.layers.fused_decoder import FusedStack, fusable, fused_forward, library_linears
 from bi_bench.engine.layers.layernorm import RMSNorm
 from bi_bench.engine.layers.linear import ColumnParallelLinear, RowParallelLinear, shared_input
 from bi_bench.engine.layers.rotary_embedding import RotaryEmbedding, hf_reference
@@ -115,13 +115,14 @@ class LlamaModel(nn.Module):
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, kernels.rmsnorm)
         self.kernel_names = kernels.names()
         self.fused = all(fusable(layer, self.kernel_names) for layer in self.layers)
+        self.stack = FusedStack.of(self.layers) if self.fused else None
 
     def forward(self, input_ids: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
         hidden, residual = self.embed_tokens(input_ids), None
         batch.rotary = self.rotary.cos_sin(batch.positions, hidden.dtype)
         library = library_linears(self.kernel_names, hidden, batch) if self.fused else None
         if library is not None:
-            hidden, residual = fused_forward(self.layers, hidden, batch, library)
+            hidden, residual = fused_forward(self.stack, hidden, batch, library)
         else:
             for layer in self.layers:
                 hidden, residual = layer(hidden, residual, batch)

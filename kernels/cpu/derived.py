@@ -41,7 +41,7 @@ T = TypeVar("T")
 
 def derived_from(owner: object, kind: str, params: Sequence[torch.Tensor], make: Callable[[], T]) -> T:
     """make(), kept on owner under kind while no tensor of params has changed in place since: a version check per
-    tensor, cheaper than a derived() lookup per tensor for what every step asks for once per layer."""
+    tensor, cheaper than a derived() lookup per tensor for what every step asks for."""
     versions = tuple(p._version for p in params)
     cache = owner.__dict__.setdefault(ATTRIBUTE, {})
     hit = cache.get(kind)

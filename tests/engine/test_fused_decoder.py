@@ -1,7 +1,7 @@
 """The fused Llama layers (engine/layers/fused_decoder.py, one C++ call per step for the whole stack) compute the
-bits of the layers they replace: the same requests through an engine whose layers run op by op must agree bit for bit, in
-invariant mode and in default mode's kernel sets it stands in for (our linears or the library's, attention split by
-phase: decode steps fused, prefills op by op)."""
+bits of the layers they replace: the same requests through an engine whose layers run op by op must agree bit for
+bit, in invariant mode and in default mode's kernel sets it stands in for (our linears or the library's, attention
+split by phase: decode steps fused, prefills op by op)."""
 from __future__ import annotations
 
 import struct
