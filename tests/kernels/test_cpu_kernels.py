@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bi_bench.kernels import AttentionMetadata, get, variants
+from test_canonical_kernels import at_threads
 
 TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 1e-2}
 K, N, HIDDEN, VOCAB = 384, 320, 256, 1000
@@ -244,6 +245,21 @@ def test_attention_invariant_variants_are_bitwise_stable(name: str, case) -> Non
     batch = cache.run(name, picks, window)
     end = sum(count for _, _, count in picks[: needle + 1])
     assert torch.equal(batch[end - 1], decode_alone)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_row_program_rows_keep_their_bits_however_the_heads_are_shared_out(threads: int) -> None:
+    """Few decode rows split a token's heads between the threads (one head or one KV head's group per unit), many
+    give each thread whole tokens, a prefill chunk too: every row has the bits of its decode alone at one thread."""
+    lengths = [80, 33, 17, 64, 5, 48, 71, 26, 9, 40, 55, 12]
+    cache = PagedCache(lengths, seed=7)
+    decode = [(seq, length - 1, 1) for seq, length in enumerate(lengths)]
+    alone = [at_threads(1, lambda: cache.run("cpu_row_program", [pick]))[0] for pick in decode]
+    for count in (1, 3, 5, 12):
+        batch = at_threads(threads, lambda: cache.run("cpu_row_program", decode[:count]))
+        assert all(torch.equal(batch[seq], alone[seq]) for seq in range(count)), f"{count} decode rows"
+    prefill = at_threads(threads, lambda: cache.run("cpu_row_program", [(0, 0, lengths[0])]))
+    assert torch.equal(prefill[-1], alone[0])
 
 
 @pytest.mark.parametrize("heads, kv_heads, head_dim", [(3, 1, 12), (2, 2, 20), (8, 2, 64)])

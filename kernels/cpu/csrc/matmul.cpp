@@ -252,15 +252,17 @@ at::Tensor pack_row_pairs(const at::Tensor& x) {
   auto packed = at::zeros({row_panels, pairs, kRows}, x.options().dtype(at::kInt));
   const at::BFloat16* src = x.data_ptr<at::BFloat16>();
   uint32_t* dst = reinterpret_cast<uint32_t*>(packed.data_ptr<int32_t>());
-  for (int64_t panel = 0; panel < row_panels; ++panel) {
-    for (int r = 0; r < kRows && panel * kRows + r < m; ++r) {
-      const at::BFloat16* row = src + (panel * kRows + r) * k;
-      for (int64_t p = 0; p < pairs; ++p) {
-        const uint32_t low = bf16_bits(row[2 * p]), high = 2 * p + 1 < k ? bf16_bits(row[2 * p + 1]) : 0;
-        dst[(panel * pairs + p) * kRows + r] = low | (high << 16);
+  at::parallel_for(0, row_panels, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t panel = begin; panel < end; ++panel) {
+      for (int r = 0; r < kRows && panel * kRows + r < m; ++r) {
+        const at::BFloat16* row = src + (panel * kRows + r) * k;
+        for (int64_t p = 0; p < pairs; ++p) {
+          const uint32_t low = bf16_bits(row[2 * p]), high = 2 * p + 1 < k ? bf16_bits(row[2 * p + 1]) : 0;
+          dst[(panel * pairs + p) * kRows + r] = low | (high << 16);
+        }
       }
     }
-  }
+  });
   return packed;
 }
 #endif

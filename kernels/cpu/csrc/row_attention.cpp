@@ -20,6 +20,7 @@ namespace {
 
 constexpr int kLanes = 8;
 constexpr int kKeysAtOnce = 4;
+constexpr int64_t kAhead = 8;  // keys between a fetch and the key's first read
 
 // kLanes floats as one value (GCC/Clang vector extension): lane i of every operation is its own scalar
 // multiply or add, so the arithmetic is the same as lane-by-lane loops, whatever SIMD width the CPU has.
@@ -72,36 +73,94 @@ void dots(const float* q, const cache_t* const* keys, int64_t dim, float* out) {
   }
 }
 
-// out += weight * v, element by element.
-template <typename cache_t>
-void add_scaled(float* out, float weight, const cache_t* v, int64_t dim) {
-  int64_t d = 0;
-  for (; d + kLanes <= dim; d += kLanes) {
-    Lanes o = load_lanes(out + d);
-    o += weight * load_lanes(v + d);
-    std::memcpy(out + d, &o, sizeof(o));
+// out[d] = the sum over keys j, in key order from +0, of weights[j] * v_j[d] (one multiply, one add per key), for
+// `chunks` x kLanes elements held in registers across all the keys; v_j starts at v_cache + key_row[j] + offset.
+template <typename cache_t, int chunks>
+void weighted_sum(const float* weights, const cache_t* v_cache, const std::vector<int64_t>& key_row, int64_t offset,
+                  float* out) {
+  Lanes acc[chunks] = {};
+  for (size_t j = 0; j < key_row.size(); ++j) {
+    const cache_t* v = v_cache + key_row[j] + offset;
+    for (int c = 0; c < chunks; ++c) acc[c] += weights[j] * load_lanes(v + c * kLanes);
   }
-  for (; d < dim; ++d) out[d] += weight * static_cast<float>(v[d]);
+  std::memcpy(out, acc, sizeof(acc));
 }
 
-// The `group` query heads that share one KV head, for one token: each key and value is read once for all of
-// them, while every row keeps its own scores, max, total and output, accumulated in key order as if alone.
-// The rows see keys first .. end-1.
+constexpr int kMaxChunks = 8;
+
+template <typename cache_t, int chunks = kMaxChunks - 1>
+void weighted_sum_of(int64_t count, const float* weights, const cache_t* v_cache, const std::vector<int64_t>& key_row,
+                     int64_t offset, float* out) {
+  if constexpr (chunks > 0) {
+    if (count == chunks) return weighted_sum<cache_t, chunks>(weights, v_cache, key_row, offset, out);
+    weighted_sum_of<cache_t, chunks - 1>(count, weights, v_cache, key_row, offset, out);
+  }
+}
+
+// The same sums over `dim` elements: whole register tiles, then the leftover lanes, then the elements past them.
 template <typename cache_t>
-void attend_group(const float* q, const cache_t* k_cache, const cache_t* v_cache, const int32_t* table,
-                  int64_t first, int64_t end, int64_t block_size, int64_t token_stride, int64_t kv_offset,
-                  int64_t dim, int64_t group, float scale, std::vector<float>& scores, float* out) {
-  const auto offset_of = [&](int64_t j) {  // key j's vector within the cache, through the block table
-    return (static_cast<int64_t>(table[j / block_size]) * block_size + j % block_size) * token_stride + kv_offset;
-  };
-  const int64_t keys = end - first;
+void weighted_sum(const float* weights, const cache_t* v_cache, const std::vector<int64_t>& key_row, int64_t offset,
+                  int64_t dim, float* out) {
+  int64_t d = 0;
+  for (; d + kMaxChunks * kLanes <= dim; d += kMaxChunks * kLanes) {
+    weighted_sum<cache_t, kMaxChunks>(weights, v_cache, key_row, offset + d, out + d);
+  }
+  weighted_sum_of((dim - d) / kLanes, weights, v_cache, key_row, offset + d, out + d);
+  for (d += (dim - d) / kLanes * kLanes; d < dim; ++d) {
+    float acc = 0.f;
+    for (size_t j = 0; j < key_row.size(); ++j) acc += weights[j] * static_cast<float>(v_cache[key_row[j] + offset + d]);
+    out[d] = acc;
+  }
+}
+
+// Where each of keys first .. end-1 of a sequence starts in the cache (its token's row, all KV heads), through
+// the block table.
+void key_rows(const int32_t* table, int64_t first, int64_t end, int64_t block_size, int64_t token_stride,
+              std::vector<int64_t>& rows) {
+  rows.resize(end - first);
+  for (int64_t j = first; j < end;) {
+    const int64_t block = j / block_size, start = block * block_size, stop = std::min(end, start + block_size);
+    const int64_t slot = static_cast<int64_t>(table[block]) * block_size - start;  // key j sits in slot + j
+    for (; j < stop; ++j) rows[j - first] = (slot + j) * token_stride;
+  }
+}
+
+// Asks for `length` elements of K and V from k and v to be brought into cache. A unit that holds a token's every
+// head passes over each key once per KV head, and each pass reads a slice of the key's row (all KV heads side by
+// side): left to itself, every slice waits on its own misses, with few in flight. Its first pass asks for each
+// key's whole K and V rows kAhead keys early instead, so the misses overlap and every later pass, and every
+// weighted sum, reads from cache (fp32, 64 decode rows of 192 keys: 54 -> 37 ms per 30-layer step).
+template <typename cache_t>
+void fetch(const cache_t* k, const cache_t* v, int64_t length) {
+  const char* k_bytes = reinterpret_cast<const char*>(k);
+  const char* v_bytes = reinterpret_cast<const char*>(v);
+  for (int64_t b = 0; b < length * static_cast<int64_t>(sizeof(cache_t)); b += 64) {
+    __builtin_prefetch(k_bytes + b, 0, 3);
+    __builtin_prefetch(v_bytes + b, 0, 3);
+  }
+}
+
+// The `group` query heads that share one KV head, for one token: each key is read once for all of them (the
+// values once per row, an output tile in registers, from cache after the first row), while every row keeps its
+// own scores, max, total and output, accumulated in key order as if alone.
+// key_row[j]: where the row of the rows' j-th key starts in the cache; the KV head sits kv_offset into it.
+// fetch_length > 0: the first pass over these keys, which fetches `fetch_length` elements of each row ahead.
+template <typename cache_t>
+void attend_group(const float* q, const cache_t* k_cache, const cache_t* v_cache, const std::vector<int64_t>& key_row,
+                  int64_t kv_offset, int64_t dim, int64_t group, float scale, std::vector<float>& scores, float* out,
+                  int64_t fetch_length) {
+  const auto offset_of = [&](int64_t j) { return key_row[j] + kv_offset; };
+  const int64_t keys = static_cast<int64_t>(key_row.size());
   scores.resize(group * keys);
   std::vector<float> row_max(group, -std::numeric_limits<float>::infinity()), total(group, 0.f);
   const cache_t* k[kKeysAtOnce];
   float products[kKeysAtOnce];
   for (int64_t j = 0; j < keys;) {
     const int64_t count = std::min<int64_t>(kKeysAtOnce, keys - j);
-    for (int64_t n = 0; n < count; ++n) k[n] = k_cache + offset_of(first + j + n);
+    for (int64_t n = 0; n < count; ++n) k[n] = k_cache + offset_of(j + n);
+    for (int64_t n = j + kAhead; n < std::min(keys, j + kAhead + count) && fetch_length > 0; ++n) {
+      fetch(k_cache + key_row[n], v_cache + key_row[n], fetch_length);
+    }
     for (int64_t g = 0; g < group; ++g) {
       if (count == kKeysAtOnce) {
         dots<cache_t, kKeysAtOnce>(q + g * dim, k, dim, products);
@@ -124,12 +183,8 @@ void attend_group(const float* q, const cache_t* k_cache, const cache_t* v_cache
     for (int64_t j = 0; j < keys; ++j) row[j] = bi_bench::exp(row[j] - max);
     for (int64_t j = 0; j < keys; ++j) total[g] += row[j];
   }
-  for (int64_t i = 0; i < group * dim; ++i) out[i] = 0.f;
-  for (int64_t j = 0; j < keys; ++j) {
-    const cache_t* v = v_cache + offset_of(first + j);
-    for (int64_t g = 0; g < group; ++g) add_scaled(out + g * dim, scores[g * keys + j], v, dim);
-  }
   for (int64_t g = 0; g < group; ++g) {
+    weighted_sum(scores.data() + g * keys, v_cache, key_row, kv_offset, dim, out + g * dim);
     for (int64_t d = 0; d < dim; ++d) out[g * dim + d] /= total[g];
   }
 }
@@ -149,23 +204,29 @@ void attend_all(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor
   const int32_t* table_data = block_tables.data_ptr<int32_t>();
   float* out_data = out.data_ptr<float>();
   // Query heads h*group .. h*group+group-1 attend to KV head h, and sit next to each other in q and out. A unit
-  // is one token's heads of one KV head, or, when that leaves threads idle (a decode step of few tokens), one of
-  // them: every row's sums are its own either way. Units are handed out dynamically: causal prefill rows see very
-  // different numbers of keys.
+  // is one token's rows: all its heads while there are tokens enough to keep the threads busy (its keys' and
+  // values' rows, all KV heads side by side in the cache, are then read whole by one core instead of a head's
+  // slice by each of several), else one KV head's group of them, else one head. Every row's sums are its own
+  // either way. Units are handed out dynamically: causal prefill rows see very different numbers of keys.
   const int64_t threads = at::get_num_threads();
-  const int64_t per_unit = threads == 1 || tokens * kv_heads >= 4 * threads ? group : 1;
-  const int64_t units = tokens * heads / per_unit;
+  const int64_t per_unit = threads == 1 || tokens >= 4 * threads ? heads
+                           : tokens * kv_heads >= 4 * threads    ? group
+                                                                 : 1;
+  const int64_t per_call = std::min(per_unit, group), units = tokens * heads / per_unit;
 #pragma omp parallel num_threads(threads)
   {
     std::vector<float> scores;
+    std::vector<int64_t> rows;
 #pragma omp for schedule(dynamic)
     for (int64_t unit = 0; unit < units; ++unit) {
-      const int64_t first_row = unit * per_unit, token = first_row / heads, kv_head = first_row % heads / group;
-      const int64_t end = keys_data[token];
+      const int64_t token = unit * per_unit / heads, end = keys_data[token];
       const int64_t first = window > 0 ? std::max<int64_t>(0, end - window) : 0;
-      attend_group(q_data + first_row * dim, k_data, v_data, table_data + seq_data[token] * width, first, end,
-                   block_size, token_stride, kv_head * dim, dim, per_unit, static_cast<float>(scale), scores,
-                   out_data + first_row * dim);
+      key_rows(table_data + seq_data[token] * width, first, end, block_size, token_stride, rows);
+      for (int64_t row = unit * per_unit; row < (unit + 1) * per_unit; row += per_call) {
+        attend_group(q_data + row * dim, k_data, v_data, rows, row % heads / group * dim, dim, per_call,
+                     static_cast<float>(scale), scores, out_data + row * dim,
+                     per_unit == heads && row == unit * per_unit ? token_stride : 0);
+      }
     }
   }
 }
