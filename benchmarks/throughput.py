@@ -9,8 +9,9 @@ round beside the range (a neighbour's load that comes and goes then falls on eve
 (`make llama`) runs benchmarks/llama_cpp_worker.py in its own venv on GGUF converted from the same safetensors by
 the converter its sdist vendors, and on the GGUF the model shipped as. Beside each figure: the memory-bandwidth
 bound of a decode step that reads every weight once (bandwidth measured here, at this thread count), scaled by the
-requests sharing that read. An engine that fails is reported with its error, never raised. Ratios within the one
-run are the portable result.
+requests sharing that read, and the compute bound of two fp32 flops per parameter per token at torch's own matmul
+rate (at 64 requests a step is compute-bound; bf16 on AMX can pass it). An engine that fails is reported with its
+error, never raised. Ratios within the one run are the portable result.
 """
 from __future__ import annotations
 
@@ -69,6 +70,14 @@ def read_bandwidth(gigabytes: float = 2.0) -> float:
     return buffer.numel() * 4 / best
 
 
+def matmul_rate(size: int = 2048) -> float:
+    """fp32 flop/s of torch's matmul (MKL) on a large square at the current thread count, best of 3: the compute
+    bound that decode rows meet once enough of them share each weight read."""
+    a = torch.randn(size, size)
+    a @ a
+    return 2 * size**3 / min(_timed(lambda: a @ a) for _ in range(3))
+
+
 def _timed(fn) -> float:
     start = time.perf_counter()
     fn()
@@ -84,7 +93,10 @@ def time_backend(backend: str, model: str, dtype: str, mode: str, prompts: list[
     label = {"backend": backend, "dtype": dtype, "mode": mode}
     pool = EnginePool(spec, "cpu")
     try:
-        engine = pool.get(mode=mode)
+        # no prefix cache: every timed prompt is prefilled, as in llama.cpp's cleared context (the warm-up and the
+        # previous request count send the same prompts)
+        cached = "enable_prefix_caching" in pool.backend.capabilities.settings
+        engine = pool.get(mode=mode, **({"enable_prefix_caching": False} if cached else {}))
         warm_up = prompts[:2]
         engine.generate(warm_up, [SamplingParams(temperature=0.0, max_tokens=2)] * len(warm_up))
         return [{**label, "requests": count, **time_generate(engine, prompts[:count], new_tokens)}
@@ -212,30 +224,32 @@ def main() -> None:
     params = stored_parameters(source)
     requests = [int(count) for count in args.requests.split(",")]
     prompts = make_prompts(source.config.vocab_size, max(requests), args.prompt_len, seed=0)
-    bandwidth = read_bandwidth()
+    bandwidth, flops = read_bandwidth(), matmul_rate()
     runs = []
     for round_ in range(args.rounds):
         runs += [{**run, "round": round_} for run in sweep(args, source, prompts, requests)]
     for run in runs:
         weight_bytes = run.get("weight_bytes") or params * BYTES[run["dtype"]]
         run["bound_tok_per_s"] = run["requests"] * bandwidth / weight_bytes
+        run["fp32_compute_bound_tok_per_s"] = flops / (2 * params)
     report = {"workload": vars(args) | {"out": str(args.out) if args.out else None},
               "hardware": {"cpu": cpu_model(), "isa": isa_features(cpu_flags()), "cpu_kernels": target_isa(),
                            "threads": torch.get_num_threads(), "torch": torch.__version__,
-                           "read_bandwidth_gb_s": bandwidth / 1e9},
+                           "read_bandwidth_gb_s": bandwidth / 1e9, "fp32_matmul_gflop_s": flops / 1e9},
               "parameters": params, "runs": medians(runs) if args.rounds > 1 else runs}
     if args.rounds > 1:
         report["rounds"] = runs
         report["hardware"]["read_bandwidth_after_gb_s"] = read_bandwidth() / 1e9
     print(f"{report['hardware']['cpu']} ({','.join(report['hardware']['isa'])}), {torch.get_num_threads()} threads, "
-          f"read bandwidth {bandwidth / 1e9:.1f} GB/s; {args.prompt_len}-token prompts x {args.new_tokens} new tokens")
+          f"read bandwidth {bandwidth / 1e9:.1f} GB/s, fp32 matmul {flops / 1e9:.0f} GFLOP/s; {args.prompt_len}-token "
+          f"prompts x {args.new_tokens} new tokens")
     for run in report["runs"]:
         spread = (f" [rounds {min(run['rounds_tok_per_s']):.1f}-{max(run['rounds_tok_per_s']):.1f}]"
                   if run.get("rounds_tok_per_s") else "")
         figure = (f"{run['tok_per_s']:>8.1f} tok/s ({run['tok_per_s'] / run['bound_tok_per_s']:.0%} of bound){spread}"
                   if "error" not in run else run["error"][:90])
         print(f"{run['backend']:<13} {run['dtype']:<9} {run['mode']:<10} {run['requests']:>3} req  {figure}  "
-              f"bound {run['bound_tok_per_s']:.0f}")
+              f"bound {run['bound_tok_per_s']:.0f}, fp32 compute {run['fp32_compute_bound_tok_per_s']:.0f}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2))

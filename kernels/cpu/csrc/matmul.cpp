@@ -88,6 +88,19 @@ class Bf16Rounding {
   bool on_;
 };
 
+// Bytes to bring into L2 while a tile computes, one line per K step: the slice of the next weight panel that this
+// tile's share of its block asks for.
+struct Fetch {
+  const char* begin = nullptr;
+  const char* end = nullptr;
+  void step() {
+    if (begin < end) {
+      __builtin_prefetch(begin, 0, 2);
+      begin += 64;
+    }
+  }
+};
+
 // acc[r][2g], acc[r][2g + 1]: row r, panel g's two vectors; only the last panel may be partial (cols < kCols)
 template <int rows, int panels, typename vec_t, typename store_fn>
 void store_tile(vec_t (&acc)[rows][2 * panels], float* out, int64_t ld, int64_t cols, store_fn store_vec) {
@@ -108,12 +121,13 @@ void store_tile(vec_t (&acc)[rows][2 * panels], float* out, int64_t ld, int64_t 
 // that few rows still keep several FMA chains in flight; each column's chain is the same.
 template <int rows, int panels, typename weight_t>
 void tile(const float* a, const weight_t* b, int64_t panel_stride, int64_t steps, float* out, int64_t ld,
-          int64_t cols) {
+          int64_t cols, Fetch fetch) {
   Vec acc[rows][2 * panels];
   for (int r = 0; r < rows; ++r) {
     for (int v = 0; v < 2 * panels; ++v) acc[r][v] = zeros();
   }
   for (int64_t s = 0; s < steps; ++s) {
+    fetch.step();
     Vec w[2 * panels];
     for (int g = 0; g < panels; ++g) {
       w[2 * g] = load(b + g * panel_stride + s * kCols);
@@ -131,12 +145,13 @@ void tile(const float* a, const weight_t* b, int64_t panel_stride, int64_t steps
 // The native instruction: a: [pairs][kRows] bf16 pairs as uint32, b: [pairs][kCols][2] bf16 per panel.
 template <int rows, int panels>
 void tile_dpbf16(const uint32_t* a, const uint16_t* b, int64_t panel_stride, int64_t pairs, float* out, int64_t ld,
-                 int64_t cols) {
+                 int64_t cols, Fetch fetch) {
   __m512 acc[rows][2 * panels];
   for (int r = 0; r < rows; ++r) {
     for (int v = 0; v < 2 * panels; ++v) acc[r][v] = _mm512_setzero_ps();
   }
   for (int64_t p = 0; p < pairs; ++p) {
+    fetch.step();
     __m512bh w[2 * panels];
     for (int g = 0; g < panels; ++g) {
       w[2 * g] = (__m512bh)_mm512_loadu_si512(b + g * panel_stride + p * kCols * 2);
@@ -166,14 +181,27 @@ struct Panels {
 
 // One tile call: rows x-rows from row_panel against `count` consecutive panels of one weight, from its panel
 // `local`; the last of them has `cols` columns.
+// next_weight >= 0: next_count panels of weight next_weight from its panel next_local come next in this thread's
+// share, and this tile is part `part` of the `parts` tiles that fetch them.
 struct Tile {
   int64_t row_panel, rows, weight, local, count, cols;
+  int64_t next_weight = -1, next_local = 0, next_count = 0, part = 0, parts = 1;
+
+  // This tile's part of the next panels (of `panel_size` elements each) of the packed weights `weights`.
+  template <typename weight_t>
+  Fetch fetch(const std::vector<const weight_t*>& weights, int64_t panel_size) const {
+    if (next_weight < 0) return {};
+    const char* start = reinterpret_cast<const char*>(weights[next_weight] + next_local * panel_size);
+    const int64_t bytes = panel_size * next_count * static_cast<int64_t>(sizeof(weight_t));
+    return {start + bytes * part / parts, start + bytes * (part + 1) / parts};
+  }
 };
 
-// Panels per tile call for tiles of `rows` rows: as many as the registers hold beside the accumulators, so a
-// decode step's one row still keeps eight FMA chains in flight.
+// Panels per tile call for tiles of `rows` rows: as many as the vector registers hold (2 x rows accumulators and 2
+// weight vectors per panel, one broadcast x), at most 4, so that a decode step's one row still keeps eight FMA
+// chains in flight and a tile of 6 rows has 24 accumulators to hide each load behind (AVX-512).
 constexpr int kVectorRegisters = kLanes == 16 ? 32 : 16;
-constexpr int panels_for(int rows) { return std::clamp((kVectorRegisters / 2 - 2) / (2 * rows), 1, 4); }
+constexpr int panels_for(int rows) { return std::clamp((kVectorRegisters - 1) / (2 * rows + 2), 1, 4); }
 
 // run(Tile) over every tile. Each thread takes one contiguous share of the (row block, column panel) units, so
 // the split never depends on what a tile computes; within its share a thread hands consecutive panels of one
@@ -193,11 +221,18 @@ void for_each_tile(int64_t m, const Panels& panels, bool emulated_bf16, tile_fn 
       const int64_t weight = panels.weight_of(col_panel), local = col_panel - panels.first[weight];
       const int64_t count = std::min({group, end - unit, panels.first[weight + 1] - col_panel});
       const int64_t cols = std::min<int64_t>(kCols, panels.widths[weight] - (local + count - 1) * kCols);
-      const int64_t last = std::min(row_panels, (block + 1) * kPanelsPerBlock);
-      for (int64_t row_panel = block * kPanelsPerBlock; row_panel < last; ++row_panel) {
-        run(Tile{row_panel, std::min<int64_t>(kRows, m - row_panel * kRows), weight, local, count, cols});
+      const int64_t first = block * kPanelsPerBlock, last = std::min(row_panels, first + kPanelsPerBlock);
+      // While a block of several row panels computes from a weight panel in cache, the next one is fetched
+      // (a block of one row panel streams its weights, which the hardware prefetcher does best alone).
+      const int64_t next = unit + count, next_col = next % col_panels, next_weight = panels.weight_of(next_col);
+      const int64_t next_count = std::min({group, end - next, panels.first[next_weight + 1] - next_col});
+      const bool fetch_next = last - first > 1 && next < end;
+      for (int64_t row_panel = first; row_panel < last; ++row_panel) {
+        run(Tile{row_panel, std::min<int64_t>(kRows, m - row_panel * kRows), weight, local, count, cols,
+                 fetch_next ? next_weight : -1, next_col - panels.first[next_weight], next_count, row_panel - first,
+                 last - first});
       }
-      unit += count;
+      unit = next;
     }
   }
 }
@@ -330,7 +365,7 @@ std::vector<at::Tensor> canonical_linears(const at::Tensor& x, const std::vector
       with_shape(t, [&](auto rows, auto count) {
         tile<decltype(rows)::value, decltype(count)::value>(
             a_data + t.row_panel * depth * kRows, weight_data[t.weight] + t.local * depth * kCols, depth * kCols,
-            depth, out_of(t), widths[t.weight], t.cols);
+            depth, out_of(t), widths[t.weight], t.cols, t.fetch(weight_data, depth * kCols));
       });
     });
   };
@@ -360,7 +395,7 @@ std::vector<at::Tensor> canonical_linears(const at::Tensor& x, const std::vector
     with_shape(t, [&](auto rows, auto count) {
       tile_dpbf16<decltype(rows)::value, decltype(count)::value>(
           a_data + t.row_panel * pairs * kRows, weight_data[t.weight] + t.local * steps * kCols, steps * kCols, pairs,
-          out_of(t), widths[t.weight], t.cols);
+          out_of(t), widths[t.weight], t.cols, t.fetch(weight_data, steps * kCols));
     });
   });
 #else
