@@ -124,9 +124,10 @@ def test_matmul_fp32_order_is_one_fma_per_k_in_k_order() -> None:
         assert acc == np.float32(out[m, n].item()), (m, n)
 
 
-def test_matmul_bf16_order_is_vdpbf16ps() -> None:
+@pytest.mark.parametrize("rows", [3, 20])  # 20: above kWidenAbove, FMAs on fp32 copies of the weight panels
+def test_matmul_bf16_order_is_vdpbf16ps(rows: int) -> None:
     """Odd element of each K pair first, K padded to even, denormals in as zero and out as zero."""
-    x, weight = uniform(3, 41, seed=9).bfloat16(), uniform(37, 41, seed=10).bfloat16()
+    x, weight = uniform(rows, 41, seed=9).bfloat16(), uniform(37, 41, seed=10).bfloat16()
     x[1, 3] = 1e-39  # a bf16 denormal: read as zero
     weight[17, 3] = 3e38
     out = canonical_mm(x, weight).float()  # rounded to bf16 at the end
@@ -139,10 +140,11 @@ def test_matmul_bf16_order_is_vdpbf16ps() -> None:
         assert torch.tensor(float(acc)).bfloat16().item() == out[m, n].item(), (m, n)
 
 
-def test_matmul_bf16_flushes_denormal_results() -> None:
+@pytest.mark.parametrize("rows", [1, 20])
+def test_matmul_bf16_flushes_denormal_results(rows: int) -> None:
     x = torch.tensor([[2.0 ** -70, 0.0]], dtype=torch.bfloat16)
     weight = torch.tensor([[2.0 ** -70, 0.0]], dtype=torch.bfloat16)  # the product, 2^-140, is denormal in fp32
-    assert canonical_mm(x, weight).item() == 0.0
+    assert torch.equal(canonical_mm(x.expand(rows, 2).contiguous(), weight), torch.zeros(rows, 1, dtype=torch.bfloat16))
     assert canonical_mm(x.float(), weight.float()).item() == 2.0 ** -140  # fp32 keeps IEEE denormals
 
 

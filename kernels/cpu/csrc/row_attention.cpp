@@ -108,7 +108,9 @@ void weighted_sum(const float* weights, const cache_t* v_cache, const std::vecto
   weighted_sum_of((dim - d) / kLanes, weights, v_cache, key_row, offset + d, out + d);
   for (d += (dim - d) / kLanes * kLanes; d < dim; ++d) {
     float acc = 0.f;
-    for (size_t j = 0; j < key_row.size(); ++j) acc += weights[j] * static_cast<float>(v_cache[key_row[j] + offset + d]);
+    for (size_t j = 0; j < key_row.size(); ++j) {
+      acc += weights[j] * static_cast<float>(v_cache[key_row[j] + offset + d]);
+    }
     out[d] = acc;
   }
 }
