@@ -5,6 +5,7 @@ split by phase: decode steps fused, prefills op by op)."""
 from __future__ import annotations
 
 import struct
+from dataclasses import replace
 from unittest import mock
 
 import pytest
@@ -55,3 +56,22 @@ def test_fused_layer_has_the_bits_of_the_layer_it_replaces(dtype: str, kernel_se
     op_by_op, op_by_op_calls = run(dtype, mode, kernels, fused=False)
     assert fused_calls >= least and op_by_op_calls == 0  # every (decode) step, and none
     assert fused == op_by_op
+
+
+
+@pytest.mark.parametrize("past", ["start", "end"])
+def test_fused_stack_refuses_a_slot_outside_the_kv_cache(past: str) -> None:
+    llm = LLM("smollm2-135m", dtype="float32", mode="invariant", max_model_len=64, max_num_seqs=2)
+    attention = llm.engine.runner.model.model.stack.attention[0]
+    slots_in_cache = attention.k_cache.view(-1, attention.num_kv_heads, attention.head_dim).shape[0]
+    bad_slot = -1 if past == "start" else slots_in_cache
+
+    def with_bad_slot(stack, hidden, batch, library):  # the last token's K/V aimed just past the cache
+        slots = batch.slot_mapping.clone()
+        slots[-1] = bad_slot
+        return fused_decoder.fused_forward(stack, hidden, replace(batch, slot_mapping=slots), library)
+
+    with mock.patch.object(llama, "fused_forward", with_bad_slot), \
+            pytest.raises(RuntimeError, match=f"slot {bad_slot} outside the KV cache"):
+        llm.generate(["The capital of France is"], SamplingParams(max_tokens=1))
+    llm.close()
