@@ -58,7 +58,6 @@ def test_fused_layer_has_the_bits_of_the_layer_it_replaces(dtype: str, kernel_se
     assert fused == op_by_op
 
 
-
 @pytest.mark.parametrize("past", ["start", "end"])
 def test_fused_stack_refuses_a_slot_outside_the_kv_cache(past: str) -> None:
     llm = LLM("smollm2-135m", dtype="float32", mode="invariant", max_model_len=64, max_num_seqs=2)
@@ -66,7 +65,7 @@ def test_fused_stack_refuses_a_slot_outside_the_kv_cache(past: str) -> None:
     slots_in_cache = attention.k_cache.view(-1, attention.num_kv_heads, attention.head_dim).shape[0]
     bad_slot = -1 if past == "start" else slots_in_cache
 
-    def with_bad_slot(stack, hidden, batch, library):  # the last token's K/V aimed just past the cache
+    def with_bad_slot(stack, hidden, batch, library):  # the last token's K/V aimed just outside the cache
         slots = batch.slot_mapping.clone()
         slots[-1] = bad_slot
         return fused_decoder.fused_forward(stack, hidden, replace(batch, slot_mapping=slots), library)
