@@ -51,4 +51,4 @@ class ParallelLMHead(nn.Module):
             hidden = hidden.float()
             weight = weight if self._fp32_weight is None else self._fp32_weight
         local = column_tiled(self.matmul, hidden, weight, None, self.group.local_chunks)
-        return torch.cat(self.group.gather(local), dim=-1)
+        return local if self.group.size == 1 else torch.cat(self.group.gather(local), dim=-1)

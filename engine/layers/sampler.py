@@ -40,7 +40,9 @@ class Sampler:
         logits = logits.float()
         raw = self.log_softmax.fn(logits)
         processed = self.process(logits, raw, [r.params for r in requests])
-        tokens = [self._choose(processed[i], logits[i], request) for i, request in enumerate(requests)]
+        # one reduction over every row (torch.max's index is the first maximal one, as argmax's)
+        greedy = logits.max(dim=-1).indices.tolist()
+        tokens = [self._choose(processed[i], greedy[i], request) for i, request in enumerate(requests)]
         index = torch.tensor(tokens)[:, None]
         return tokens, processed.gather(1, index)[:, 0].tolist(), raw.gather(1, index)[:, 0].tolist()
 
@@ -73,11 +75,11 @@ class Sampler:
         threshold = logprobs.amax(dim=-1, keepdim=True) + self.ops.log(torch.tensor(min_p))[:, None]
         return scaled.masked_fill(logprobs < threshold, -torch.inf)
 
-    def _choose(self, processed: torch.Tensor, logits: torch.Tensor, request: SampleRequest) -> int:
+    def _choose(self, processed: torch.Tensor, greedy_token: int, request: SampleRequest) -> int:
         if request.target is not None:
             return request.target
         if request.params.greedy:
-            return int(logits.argmax())
+            return greedy_token
         return int((processed - self.ops.log(self.exponential_noise(processed.shape[-1], request))).argmax())
 
     def exponential_noise(self, count: int, request: SampleRequest) -> torch.Tensor:

@@ -185,6 +185,24 @@ def test_log_softmax_and_cumsum_rows_are_invariant_and_accurate() -> None:
     assert float((cumulative.double() - probabilities.double().cumsum(-1)).abs().max()) < 1e-6
 
 
+def test_log_softmax_max_is_the_rows_wherever_it_sits() -> None:
+    """The max is found in 16 lanes plus the tail past them: an outlier far above the rest (exp would overflow
+    against any smaller max) in every lane and in the tail, NaN-free, is still accurate; where the maximum is a
+    zero, its sign (which the lanes may pick either way) leaves every output's bits alone."""
+    width = 16 * 9 + 5
+    for position in [*range(16), width - 1]:
+        x = uniform(1, width, seed=position, scale=20.0)
+        x[0, position] = 500.0
+        expected = torch.log_softmax(x.double(), -1)
+        assert bool(((extension().log_softmax(x).double() - expected).abs() <= 1e-6 * expected.abs() + 1e-6).all())
+    zeros = -uniform(1, width, seed=3, scale=5.0).abs() - 1.0
+    zeros[0, 2], zeros[0, 40], zeros[0, width - 1] = 0.0, -0.0, 0.0
+    flipped = zeros.clone()
+    flipped[0, 2], flipped[0, 40], flipped[0, width - 1] = -0.0, 0.0, -0.0
+    out, out_flipped = extension().log_softmax(zeros), extension().log_softmax(flipped)
+    assert torch.equal(out.view(torch.int32), out_flipped.view(torch.int32))
+
+
 def test_rope_tables_are_float64_rounded_once() -> None:
     x = torch.arange(0, 4096).float()[:, None] * (1.0 / pointwise.pow_scalar(10000.0, torch.arange(0, 64, 2).float() / 64))
     assert torch.equal(pointwise.cos(x), x.double().cos().float())

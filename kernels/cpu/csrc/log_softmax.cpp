@@ -15,9 +15,26 @@ namespace {
 
 constexpr int kLanes = 16;
 
+// The row's maximum, NaNs skipped, in 16 lanes so that the loop vectorizes (one scan is a chain of dependent
+// compares). Exact in any order; only its sign can differ, where +0.0 and -0.0 tie, and then every x - max is
+// the same (x - 0.0 = x for x != 0, and a zero minus a zero is a zero whose exp is 1; the total is >= 2, so
+// log(total) != 0 and (x - max) - log(total) never sees the zero's sign).
+float row_max(const float* x, int64_t width) {
+  constexpr float kLowest = -std::numeric_limits<float>::infinity();
+  float lanes[kLanes];
+  std::fill(lanes, lanes + kLanes, kLowest);
+  int64_t i = 0;
+  for (; i + kLanes <= width; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) lanes[j] = lanes[j] < x[i + j] ? x[i + j] : lanes[j];
+  }
+  float max = kLowest;
+  for (; i < width; ++i) max = std::max(max, x[i]);
+  for (int j = 0; j < kLanes; ++j) max = std::max(max, lanes[j]);
+  return max;
+}
+
 void log_softmax_row(const float* x, int64_t width, float* out) {
-  float max = -std::numeric_limits<float>::infinity();
-  for (int64_t i = 0; i < width; ++i) max = std::max(max, x[i]);
+  const float max = row_max(x, width);
   float lanes[kLanes] = {};
   int64_t i = 0;
   for (; i + kLanes <= width; i += kLanes) {
