@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -25,32 +26,39 @@ constexpr int64_t kAhead = 8;  // keys between a fetch and the key's first read
 // kLanes floats as one value (GCC/Clang vector extension): lane i of every operation is its own scalar
 // multiply or add, so the arithmetic is the same as lane-by-lane loops, whatever SIMD width the CPU has.
 typedef float Lanes __attribute__((vector_size(kLanes * sizeof(float))));
+// Two rows' kLanes side by side (one AVX-512 register): two query heads' partial sums against one key, or 16
+// elements of a value sum, which is per element and so the same at any width.
+typedef float Pair __attribute__((vector_size(2 * kLanes * sizeof(float))));
+
+typedef uint16_t LaneHalves __attribute__((vector_size(kLanes * sizeof(uint16_t))));
+typedef uint32_t LaneWords __attribute__((vector_size(kLanes * sizeof(uint32_t))));
+typedef uint16_t PairHalves __attribute__((vector_size(2 * kLanes * sizeof(uint16_t))));
+typedef uint32_t PairWords __attribute__((vector_size(2 * kLanes * sizeof(uint32_t))));
+
+// A vector of cache elements widened to fp32; bf16 -> fp32 is exact (the bits shifted up 16): the same values
+// as an element loop, in a few vector instructions.
+template <typename vec_t, typename cache_t>
+vec_t load(const cache_t* p) {
+  constexpr int width = sizeof(vec_t) / sizeof(float);
+  vec_t v;
+  if constexpr (std::is_same_v<cache_t, float>) {
+    std::memcpy(&v, p, sizeof(v));
+  } else if constexpr (std::is_same_v<cache_t, at::BFloat16>) {
+    using Halves = std::conditional_t<width == kLanes, LaneHalves, PairHalves>;
+    using Words = std::conditional_t<width == kLanes, LaneWords, PairWords>;
+    Halves halves;
+    std::memcpy(&halves, p, sizeof(halves));
+    const Words words = __builtin_convertvector(halves, Words) << 16;
+    std::memcpy(&v, &words, sizeof(v));
+  } else {
+    for (int i = 0; i < width; ++i) v[i] = static_cast<float>(p[i]);
+  }
+  return v;
+}
 
 template <typename cache_t>
 Lanes load_lanes(const cache_t* p) {
-  Lanes v;
-  for (int lane = 0; lane < kLanes; ++lane) v[lane] = static_cast<float>(p[lane]);
-  return v;
-}
-
-template <>
-Lanes load_lanes<float>(const float* p) {
-  Lanes v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-
-// bf16 -> fp32 is exact (the bits shifted up 16): the same values as the lane loop, in a few vector instructions.
-template <>
-Lanes load_lanes<at::BFloat16>(const at::BFloat16* p) {
-  typedef uint16_t Halves __attribute__((vector_size(kLanes * sizeof(uint16_t))));
-  typedef uint32_t Words __attribute__((vector_size(kLanes * sizeof(uint32_t))));
-  Halves halves;
-  std::memcpy(&halves, p, sizeof(halves));
-  const Words words = __builtin_convertvector(halves, Words) << 16;
-  Lanes v;
-  std::memcpy(&v, &words, sizeof(v));
-  return v;
+  return load<Lanes>(p);
 }
 
 // Dot products of q with `count` keys: element d goes to partial sum d % kLanes, and the kLanes partial sums
@@ -73,15 +81,45 @@ void dots(const float* q, const cache_t* const* keys, int64_t dim, float* out) {
   }
 }
 
+// dots() for two query rows at once, q_pair[c] holding both rows' elements c * kLanes .. (c + 1) * kLanes - 1
+// side by side (dim a multiple of kLanes): each key's chunk read once for both, each half of a Pair one row's
+// partial sums, and dots()'s tree run on both halves together (a + b is b + a, bit for bit).
+template <typename cache_t, int count>
+void pair_dots(const Pair* q_pair, const cache_t* const* keys, int64_t dim, float* first, float* second) {
+  Pair lanes[count] = {};
+  for (int64_t c = 0; c < dim / kLanes; ++c) {
+    for (int n = 0; n < count; ++n) {
+      const Lanes k = load_lanes(keys[n] + c * kLanes);
+      lanes[n] += q_pair[c] * __builtin_shufflevector(k, k, 0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7);
+    }
+  }
+  for (int n = 0; n < count; ++n) {
+    Pair l = lanes[n];
+    l = l + __builtin_shufflevector(l, l, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11);  // l[i] + l[i + 4]
+    l = l + __builtin_shufflevector(l, l, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);  // (..) + (l[i + 2] + ..)
+    l = l + __builtin_shufflevector(l, l, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
+    first[n] = l[0];
+    second[n] = l[kLanes];
+  }
+}
+
+// q rows g and g + 1 of a group as pair_dots() reads them.
+void pair_rows(const float* q, int64_t dim, Pair* q_pair) {
+  for (int64_t c = 0; c < dim / kLanes; ++c) {
+    const Lanes a = load_lanes(q + c * kLanes), b = load_lanes(q + dim + c * kLanes);
+    q_pair[c] = __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  }
+}
+
 // out[d] = the sum over keys j, in key order from +0, of weights[j] * v_j[d] (one multiply, one add per key), for
-// `chunks` x kLanes elements held in registers across all the keys; v_j starts at v_cache + key_row[j] + offset.
+// `chunks` Pairs of elements held in registers across all the keys; v_j starts at v_cache + key_row[j] + offset.
 template <typename cache_t, int chunks>
 void weighted_sum(const float* weights, const cache_t* v_cache, const std::vector<int64_t>& key_row, int64_t offset,
                   float* out) {
-  Lanes acc[chunks] = {};
+  Pair acc[chunks] = {};
   for (size_t j = 0; j < key_row.size(); ++j) {
     const cache_t* v = v_cache + key_row[j] + offset;
-    for (int c = 0; c < chunks; ++c) acc[c] += weights[j] * load_lanes(v + c * kLanes);
+    for (int c = 0; c < chunks; ++c) acc[c] += weights[j] * load<Pair>(v + c * 2 * kLanes);
   }
   std::memcpy(out, acc, sizeof(acc));
 }
@@ -97,16 +135,17 @@ void weighted_sum_of(int64_t count, const float* weights, const cache_t* v_cache
   }
 }
 
-// The same sums over `dim` elements: whole register tiles, then the leftover lanes, then the elements past them.
+// The same sums over `dim` elements: whole register tiles, then the leftover Pairs, then the elements past them.
 template <typename cache_t>
 void weighted_sum(const float* weights, const cache_t* v_cache, const std::vector<int64_t>& key_row, int64_t offset,
                   int64_t dim, float* out) {
+  constexpr int64_t kPair = 2 * kLanes;
   int64_t d = 0;
-  for (; d + kMaxChunks * kLanes <= dim; d += kMaxChunks * kLanes) {
+  for (; d + kMaxChunks * kPair <= dim; d += kMaxChunks * kPair) {
     weighted_sum<cache_t, kMaxChunks>(weights, v_cache, key_row, offset + d, out + d);
   }
-  weighted_sum_of((dim - d) / kLanes, weights, v_cache, key_row, offset + d, out + d);
-  for (d += (dim - d) / kLanes * kLanes; d < dim; ++d) {
+  weighted_sum_of((dim - d) / kPair, weights, v_cache, key_row, offset + d, out + d);
+  for (d += (dim - d) / kPair * kPair; d < dim; ++d) {
     float acc = 0.f;
     for (size_t j = 0; j < key_row.size(); ++j) {
       acc += weights[j] * static_cast<float>(v_cache[key_row[j] + offset + d]);
@@ -149,31 +188,49 @@ void fetch(const cache_t* k, const cache_t* v, int64_t length) {
 // fetch_length > 0: the first pass over these keys, which fetches `fetch_length` elements of each row ahead.
 template <typename cache_t>
 void attend_group(const float* q, const cache_t* k_cache, const cache_t* v_cache, const std::vector<int64_t>& key_row,
-                  int64_t kv_offset, int64_t dim, int64_t group, float scale, std::vector<float>& scores, float* out,
-                  int64_t fetch_length) {
+                  int64_t kv_offset, int64_t dim, int64_t group, float scale, std::vector<float>& scores,
+                  std::vector<Pair>& q_pairs, float* out, int64_t fetch_length) {
   const auto offset_of = [&](int64_t j) { return key_row[j] + kv_offset; };
   const int64_t keys = static_cast<int64_t>(key_row.size());
   scores.resize(group * keys);
   std::vector<float> row_max(group, -std::numeric_limits<float>::infinity()), total(group, 0.f);
   const cache_t* k[kKeysAtOnce];
-  float products[kKeysAtOnce];
+  float products[kKeysAtOnce], second[kKeysAtOnce];
+  // rows taken two at a time, where the head's elements fill whole Lanes
+  const int64_t pairs = dim % kLanes == 0 ? group / 2 * 2 : 0;
+  q_pairs.resize(pairs / 2 * (dim / kLanes));
+  for (int64_t g = 0; g < pairs; g += 2) pair_rows(q + g * dim, dim, q_pairs.data() + g / 2 * (dim / kLanes));
   for (int64_t j = 0; j < keys;) {
     const int64_t count = std::min<int64_t>(kKeysAtOnce, keys - j);
     for (int64_t n = 0; n < count; ++n) k[n] = k_cache + offset_of(j + n);
     for (int64_t n = j + kAhead; n < std::min(keys, j + kAhead + count) && fetch_length > 0; ++n) {
       fetch(k_cache + key_row[n], v_cache + key_row[n], fetch_length);
     }
-    for (int64_t g = 0; g < group; ++g) {
-      if (count == kKeysAtOnce) {
-        dots<cache_t, kKeysAtOnce>(q + g * dim, k, dim, products);
-      } else {
-        for (int64_t n = 0; n < count; ++n) dots<cache_t, 1>(q + g * dim, k + n, dim, products + n);
-      }
+    const auto record = [&](int64_t g, const float* products) {
       for (int64_t n = 0; n < count; ++n) {
         const float score = products[n] * scale;
         scores[g * keys + j + n] = score;
         row_max[g] = std::max(row_max[g], score);
       }
+    };
+    int64_t g = 0;
+    for (; g < pairs; g += 2) {
+      const Pair* q_pair = q_pairs.data() + g / 2 * (dim / kLanes);
+      if (count == kKeysAtOnce) {
+        pair_dots<cache_t, kKeysAtOnce>(q_pair, k, dim, products, second);
+      } else {
+        for (int64_t n = 0; n < count; ++n) pair_dots<cache_t, 1>(q_pair, k + n, dim, products + n, second + n);
+      }
+      record(g, products);
+      record(g + 1, second);
+    }
+    for (; g < group; ++g) {
+      if (count == kKeysAtOnce) {
+        dots<cache_t, kKeysAtOnce>(q + g * dim, k, dim, products);
+      } else {
+        for (int64_t n = 0; n < count; ++n) dots<cache_t, 1>(q + g * dim, k + n, dim, products + n);
+      }
+      record(g, products);
     }
     j += count;
   }
@@ -218,6 +275,7 @@ void attend_all(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor
 #pragma omp parallel num_threads(threads)
   {
     std::vector<float> scores;
+    std::vector<Pair> q_pairs;
     std::vector<int64_t> rows;
 #pragma omp for schedule(dynamic)
     for (int64_t unit = 0; unit < units; ++unit) {
@@ -226,7 +284,7 @@ void attend_all(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor
       key_rows(table_data + seq_data[token] * width, first, end, block_size, token_stride, rows);
       for (int64_t row = unit * per_unit; row < (unit + 1) * per_unit; row += per_call) {
         attend_group(q_data + row * dim, k_data, v_data, rows, row % heads / group * dim, dim, per_call,
-                     static_cast<float>(scale), scores, out_data + row * dim,
+                     static_cast<float>(scale), scores, q_pairs, out_data + row * dim,
                      per_unit == heads && row == unit * per_unit ? token_stride : 0);
       }
     }
