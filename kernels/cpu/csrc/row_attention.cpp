@@ -56,11 +56,6 @@ vec_t load(const cache_t* p) {
   return v;
 }
 
-template <typename cache_t>
-Lanes load_lanes(const cache_t* p) {
-  return load<Lanes>(p);
-}
-
 // Dot products of q with `count` keys: element d goes to partial sum d % kLanes, and the kLanes partial sums
 // are combined by one fixed tree, the same for every row and key. Several keys at once only interleave
 // independent sums, to keep the FPU busy.
@@ -69,8 +64,8 @@ void dots(const float* q, const cache_t* const* keys, int64_t dim, float* out) {
   Lanes lanes[count] = {};
   int64_t d = 0;
   for (; d + kLanes <= dim; d += kLanes) {
-    const Lanes q_lanes = load_lanes(q + d);
-    for (int n = 0; n < count; ++n) lanes[n] += q_lanes * load_lanes(keys[n] + d);
+    const Lanes q_lanes = load<Lanes>(q + d);
+    for (int n = 0; n < count; ++n) lanes[n] += q_lanes * load<Lanes>(keys[n] + d);
   }
   for (; d < dim; ++d) {
     for (int n = 0; n < count; ++n) lanes[n][d % kLanes] += q[d] * static_cast<float>(keys[n][d]);
@@ -89,14 +84,16 @@ void pair_dots(const Pair* q_pair, const cache_t* const* keys, int64_t dim, floa
   Pair lanes[count] = {};
   for (int64_t c = 0; c < dim / kLanes; ++c) {
     for (int n = 0; n < count; ++n) {
-      const Lanes k = load_lanes(keys[n] + c * kLanes);
+      const Lanes k = load<Lanes>(keys[n] + c * kLanes);
       lanes[n] += q_pair[c] * __builtin_shufflevector(k, k, 0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7);
     }
   }
   for (int n = 0; n < count; ++n) {
     Pair l = lanes[n];
-    l = l + __builtin_shufflevector(l, l, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11);  // l[i] + l[i + 4]
-    l = l + __builtin_shufflevector(l, l, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);  // (..) + (l[i + 2] + ..)
+    // lane i of each half, after each line: l[i] + l[i + 4]; then (l[0] + l[4]) + (l[2] + l[6]) in lane 0 and
+    // (l[1] + l[5]) + (l[3] + l[7]) in lane 1; then the two added, dots()'s expression, in lane 0
+    l = l + __builtin_shufflevector(l, l, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11);
+    l = l + __builtin_shufflevector(l, l, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
     l = l + __builtin_shufflevector(l, l, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
     first[n] = l[0];
     second[n] = l[kLanes];
@@ -106,7 +103,7 @@ void pair_dots(const Pair* q_pair, const cache_t* const* keys, int64_t dim, floa
 // q rows g and g + 1 of a group as pair_dots() reads them.
 void pair_rows(const float* q, int64_t dim, Pair* q_pair) {
   for (int64_t c = 0; c < dim / kLanes; ++c) {
-    const Lanes a = load_lanes(q + c * kLanes), b = load_lanes(q + dim + c * kLanes);
+    const Lanes a = load<Lanes>(q + c * kLanes), b = load<Lanes>(q + dim + c * kLanes);
     q_pair[c] = __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   }
 }
