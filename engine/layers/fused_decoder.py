@@ -1,8 +1,8 @@
 """A stack of Llama decoder layers as one C++ call (kernels/cpu/csrc/decoder_layer.cpp) where every kernel a layer
 would call on a batch has a C++ counterpart there: the same kernels on the same tensors, so the same bits, without
 the Python and dispatch between them (about a seventh of a batch-1 decode step). Invariant mode's kernels always
-have one; default mode's do for decode batches whose measured linear (kernels/cpu/measured.py) is ours or the
-library's F.linear."""
+have one; default mode's do for batches whose measured linear (kernels/cpu/measured.py) is ours or the library's
+F.linear, prefills included (phase split: kernels/cpu/csrc/phase_attention.cpp)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -13,7 +13,7 @@ import torch
 from bi_bench.engine.forward_batch import ForwardBatch
 from bi_bench.engine.layers.activation import SiluAndMul
 from bi_bench.engine.layers.layernorm import RMSNorm
-from bi_bench.kernels.cpu.derived import derived_from
+from bi_bench.kernels.cpu.derived import derived_from, needs_upcast
 from bi_bench.kernels.cpu.extension import extension
 from bi_bench.kernels.cpu.matmul import fastest, packed_weight
 from bi_bench.kernels.cpu.phase_attention import split_by_phase
@@ -22,7 +22,7 @@ from bi_bench.kernels.cpu.row_attention import row_plan
 FUSED_DTYPES = (torch.float32, torch.bfloat16)  # fp16 linears compute in fp32 (kernels/cpu/matmul.py)
 # the linears llama_stack runs: whether each is the library's (at::linear) rather than our packed GEMM
 LIBRARY_LINEAR = {"cpu_canonical": False, "torch": True}
-# per op, the variants llama_stack has a counterpart for (cpu_fastest and cpu_phase_split: for some batches)
+# per op, the variants llama_stack has a counterpart for (cpu_fastest: for some batches)
 FUSED_KERNELS = {"matmul": (*LIBRARY_LINEAR, "cpu_fastest"), "rmsnorm": ("cpu_halving",),
                  "attention": ("cpu_row_program", "cpu_phase_split"), "pointwise": ("cpu_canonical",)}
 
@@ -42,10 +42,11 @@ def fusable(layer: torch.nn.Module, kernels: dict[str, str]) -> bool:
 def library_linears(kernels: dict[str, str], hidden: torch.Tensor, batch: ForwardBatch) -> bool | None:
     """For a fusable stack's batch: whether llama_stack runs it with the library's linears (True) or ours (False);
     None where the batch has no counterpart there (on another device or dtype, recording gradients, a prefill under
-    phase split, oneDNN's linear)."""
+    phase split in a half type this CPU upcasts, oneDNN's linear)."""
     if not hidden.is_cpu or hidden.dtype not in FUSED_DTYPES or torch.is_grad_enabled():
         return None
-    if kernels["attention"] == "cpu_phase_split" and not all(decode for *_, decode in split_by_phase(batch.attention)):
+    if prefill_by_sdpa(kernels) and needs_upcast(hidden) and not all(
+            decode for *_, decode in split_by_phase(batch.attention)):
         return None
     matmul = fastest(hidden).name if kernels["matmul"] == "cpu_fastest" else kernels["matmul"]
     return LIBRARY_LINEAR.get(matmul)
@@ -66,12 +67,17 @@ class FusedStack:
                    [layer.self_attn.attn for layer in layers])
 
 
-def fused_forward(stack: FusedStack, hidden: torch.Tensor, batch: ForwardBatch,
-                  library: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def prefill_by_sdpa(kernels: dict[str, str]) -> bool:
+    """Whether the stack's attention is phase split: prefill sequences by SDPA (kernels/cpu/phase_attention.py)."""
+    return kernels["attention"] == "cpu_phase_split"
+
+
+def fused_forward(stack: FusedStack, hidden: torch.Tensor, batch: ForwardBatch, library: bool,
+                  phase_split: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """The layers' (hidden, residual) from one C++ call."""
     return extension().llama_stack(hidden, stack_constants(stack, library), *batch.rotary,
                                    [a.k_cache for a in stack.attention], [a.v_cache for a in stack.attention],
-                                   batch.slot_mapping, *row_plan(batch.attention))
+                                   batch.slot_mapping, *row_plan(batch.attention), phase_split)
 
 
 def stack_constants(stack: FusedStack, library: bool) -> list:

@@ -12,7 +12,7 @@ from bi_bench.engine.kernel_set import KernelSet
 from bi_bench.engine.layers.activation import SiluAndMul
 from bi_bench.engine.layers.attention import PagedAttention
 from bi_bench.engine.layers.embed_head import ParallelLMHead, VocabParallelEmbedding
-from bi_bench.engine.layers.fused_decoder import FusedStack, fusable, fused_forward, library_linears
+from bi_bench.engine.layers.fused_decoder import FusedStack, fusable, fused_forward, library_linears, prefill_by_sdpa
 from bi_bench.engine.layers.layernorm import RMSNorm
 from bi_bench.engine.layers.linear import ColumnParallelLinear, RowParallelLinear, shared_input
 from bi_bench.engine.layers.rotary_embedding import RotaryEmbedding, hf_reference
@@ -122,7 +122,7 @@ class LlamaModel(nn.Module):
         batch.rotary = self.rotary.cos_sin(batch.positions, hidden.dtype)
         library = library_linears(self.kernel_names, hidden, batch) if self.fused else None
         if library is not None:
-            hidden, residual = fused_forward(self.stack, hidden, batch, library)
+            hidden, residual = fused_forward(self.stack, hidden, batch, library, prefill_by_sdpa(self.kernel_names))
         else:
             for layer in self.layers:
                 hidden, residual = layer(hidden, residual, batch)

@@ -3,6 +3,7 @@
 Decode rows (one query, every key cached) go through the row program, which reads the paged cache in place;
 prefill and chunked-prefill sequences go through scaled_dot_product_attention, whose blocked GEMMs win on
 long prompts (benchmarks/kernel_variants.py). Not batch-invariant: a token's bits depend on which phase it is in.
+The fused decoder stack makes the same calls in C++ (csrc/phase_attention.cpp), so prefills run there too.
 """
 from __future__ import annotations
 

@@ -52,9 +52,10 @@ def attention_sdpa(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor
         values = gather_context(v_cache, meta.block_tables[b], length).transpose(0, 1).to(q.dtype)
         positions = torch.arange(length - (end - start), length)
         mask = in_window(torch.arange(length)[None, :], positions[:, None], window)
+        # as a batch of one: torch's CPU flash kernel takes 4-D inputs only (3-D ones run the unfused math, ~2x slower)
         out[start:end] = F.scaled_dot_product_attention(
-            q[start:end].transpose(0, 1), keys, values, attn_mask=mask, scale=scale, enable_gqa=True,
-        ).transpose(0, 1)
+            q[start:end].transpose(0, 1)[None], keys[None], values[None], attn_mask=mask, scale=scale, enable_gqa=True,
+        )[0].transpose(0, 1)
     return out
 
 

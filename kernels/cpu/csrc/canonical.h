@@ -42,6 +42,11 @@ at::Tensor canonical_cumsum(const at::Tensor& x);
 at::Tensor row_attention(at::Tensor q, at::Tensor k_cache, at::Tensor v_cache, at::Tensor row_seq,
                          at::Tensor row_keys, at::Tensor block_tables, double scale, int64_t window);
 
+// phase_attention.cpp (default mode's cpu_phase_split)
+at::Tensor phase_split_attention(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,
+                                 const at::Tensor& row_seq, const at::Tensor& row_keys,
+                                 const at::Tensor& block_tables, double scale, int64_t window);
+
 // decoder_layer.cpp: one Llama layer's constants, made once per weight version (engine/layers/fused_decoder.py)
 struct LlamaLayer {
   at::Tensor input_norm, post_norm;
@@ -60,4 +65,4 @@ std::tuple<at::Tensor, at::Tensor> llama_stack(
     const at::Tensor& hidden, const std::vector<std::shared_ptr<LlamaLayer>>& layers, const at::Tensor& cos,
     const at::Tensor& sin, const std::vector<at::Tensor>& k_caches, const std::vector<at::Tensor>& v_caches,
     const at::Tensor& slot_mapping, const at::Tensor& row_seq, const at::Tensor& row_keys,
-    const at::Tensor& block_tables);
+    const at::Tensor& block_tables, bool prefill_by_sdpa);

@@ -43,7 +43,8 @@ std::tuple<at::Tensor, at::Tensor> llama_layer(const at::Tensor& hidden, const c
                                                const LlamaLayer& layer, const at::Tensor& cos, const at::Tensor& sin,
                                                const at::Tensor& k_cache, const at::Tensor& v_cache,
                                                const at::Tensor& slot_mapping, const at::Tensor& row_seq,
-                                               const at::Tensor& row_keys, const at::Tensor& block_tables) {
+                                               const at::Tensor& row_keys, const at::Tensor& block_tables,
+                                               bool prefill_by_sdpa) {
   const int64_t tokens = hidden.size(0), width = hidden.size(1);
   const int64_t heads = layer.heads, kv_heads = layer.kv_heads, head_dim = layer.head_dim;
   auto [normed, summed] = halving_rmsnorm(hidden, layer.input_norm, residual, layer.eps, false);
@@ -54,8 +55,11 @@ std::tuple<at::Tensor, at::Tensor> llama_layer(const at::Tensor& hidden, const c
   const auto v = projected[2].view({tokens, kv_heads, head_dim});
   write_rows(k_cache, k, slot_mapping);
   write_rows(v_cache, v, slot_mapping);
-  const auto attended = row_attention(q.to(at::kFloat).contiguous(), k_cache, v_cache, row_seq, row_keys,
-                                      block_tables, layer.scale, layer.window).to(q.scalar_type());
+  const auto attended =
+      prefill_by_sdpa
+          ? phase_split_attention(q, k_cache, v_cache, row_seq, row_keys, block_tables, layer.scale, layer.window)
+          : row_attention(q.to(at::kFloat).contiguous(), k_cache, v_cache, row_seq, row_keys, block_tables,
+                          layer.scale, layer.window).to(q.scalar_type());
   const auto out = linears(attended.reshape({tokens, heads * head_dim}), {layer.o}, {width}, layer.library)[0];
   auto [mlp_in, mlp_residual] = halving_rmsnorm(out, layer.post_norm, summed, layer.eps, false);
   const auto gated = linears(mlp_in, layer.gate_up, {layer.intermediate, layer.intermediate}, layer.library);
@@ -69,14 +73,14 @@ std::tuple<at::Tensor, at::Tensor> llama_stack(
     const at::Tensor& hidden, const std::vector<std::shared_ptr<LlamaLayer>>& layers, const at::Tensor& cos,
     const at::Tensor& sin, const std::vector<at::Tensor>& k_caches, const std::vector<at::Tensor>& v_caches,
     const at::Tensor& slot_mapping, const at::Tensor& row_seq, const at::Tensor& row_keys,
-    const at::Tensor& block_tables) {
+    const at::Tensor& block_tables, bool prefill_by_sdpa) {
   TORCH_CHECK(!layers.empty() && k_caches.size() == layers.size() && v_caches.size() == layers.size(),
               "llama_stack: one K and one V cache per layer");
   at::Tensor out = hidden;
   c10::optional<at::Tensor> residual;
   for (size_t i = 0; i < layers.size(); ++i) {
     std::tie(out, residual) = llama_layer(out, residual, *layers[i], cos, sin, k_caches[i], v_caches[i],
-                                          slot_mapping, row_seq, row_keys, block_tables);
+                                          slot_mapping, row_seq, row_keys, block_tables, prefill_by_sdpa);
   }
   return {out, *residual};
 }

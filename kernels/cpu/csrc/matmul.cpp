@@ -297,11 +297,12 @@ void with_shape(const Tile& t, fn_t fn) {
   }
 }
 
-// x [M, K] -> [row_panels][steps][kRows] fp32, in the reduction's step order, zero past the last row.
+// x [M, K] -> [row_panels][steps][kRows] fp32, in the reduction's step order, zero at the pad step. The slots of
+// rows past the last are left unwritten: a tile reads only its own rows.
 template <typename value_t, typename source_fn>
 at::Tensor pack_rows(const at::Tensor& x, int64_t steps, source_fn source) {
   const int64_t m = x.size(0), k = x.size(1), row_panels = ceil_div(m, kRows);
-  auto packed = at::zeros({row_panels, steps, kRows}, x.options().dtype(at::kFloat));
+  auto packed = at::empty({row_panels, steps, kRows}, x.options().dtype(at::kFloat));
   const value_t* src = x.data_ptr<value_t>();
   float* dst = packed.data_ptr<float>();
   at::parallel_for(0, row_panels, 1, [&](int64_t begin, int64_t end) {
@@ -310,7 +311,7 @@ at::Tensor pack_rows(const at::Tensor& x, int64_t steps, source_fn source) {
         const value_t* row = src + (panel * kRows + r) * k;
         for (int64_t s = 0; s < steps; ++s) {
           const int64_t kk = source(s);
-          if (kk < k) dst[(panel * steps + s) * kRows + r] = static_cast<float>(row[kk]);
+          dst[(panel * steps + s) * kRows + r] = kk < k ? static_cast<float>(row[kk]) : 0.0f;
         }
       }
     }
@@ -321,7 +322,7 @@ at::Tensor pack_rows(const at::Tensor& x, int64_t steps, source_fn source) {
 #if defined(__AVX512BF16__)
 at::Tensor pack_row_pairs(const at::Tensor& x) {
   const int64_t m = x.size(0), k = x.size(1), pairs = bf16_steps(k) / 2, row_panels = ceil_div(m, kRows);
-  auto packed = at::zeros({row_panels, pairs, kRows}, x.options().dtype(at::kInt));
+  auto packed = at::empty({row_panels, pairs, kRows}, x.options().dtype(at::kInt));  // as pack_rows: own rows only
   const at::BFloat16* src = x.data_ptr<at::BFloat16>();
   uint32_t* dst = reinterpret_cast<uint32_t*>(packed.data_ptr<int32_t>());
   at::parallel_for(0, row_panels, 1, [&](int64_t begin, int64_t end) {
