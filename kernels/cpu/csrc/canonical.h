@@ -42,10 +42,10 @@ at::Tensor canonical_cumsum(const at::Tensor& x);
 at::Tensor row_attention(at::Tensor q, at::Tensor k_cache, at::Tensor v_cache, at::Tensor row_seq,
                          at::Tensor row_keys, at::Tensor block_tables, double scale, int64_t window);
 
-// phase_attention.cpp (default mode's cpu_phase_split)
-at::Tensor phase_split_attention(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,
-                                 const at::Tensor& row_seq, const at::Tensor& row_keys,
-                                 const at::Tensor& block_tables, double scale, int64_t window);
+// phase_attention.cpp: the row program for every row, or default mode's cpu_phase_split
+at::Tensor stack_attention(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,
+                           const at::Tensor& row_seq, const at::Tensor& row_keys, const at::Tensor& block_tables,
+                           double scale, int64_t window, bool prefill_by_sdpa);
 
 // decoder_layer.cpp: one Llama layer's constants, made once per weight version (engine/layers/fused_decoder.py)
 struct LlamaLayer {

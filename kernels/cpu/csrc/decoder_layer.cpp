@@ -1,8 +1,8 @@
 // A stack of Llama decoder layers (no biases, no q/k norm, one rank) in one call: the canonical kernels in the
 // order engine/models/llama.py calls them, layer after layer, with the same tensors between them, so the same bits
 // without the Python in between. Nothing here reduces: the reduction orders are those of rmsnorm.cpp, matmul.cpp,
-// rotary.cpp, row_attention.cpp and pointwise.cpp; the rest is copies (the KV cache write) and one elementwise
-// multiply.
+// rotary.cpp, row_attention.cpp (through phase_attention.cpp) and pointwise.cpp; the rest is copies (the KV cache
+// write) and one elementwise multiply.
 // Default mode's linears may be the library's instead (`library`: at::linear, F.linear's own call, one per
 // weight as the op-by-op engine makes them): then the bits are default mode's, and no claim is made for them.
 #include "canonical.h"
@@ -55,11 +55,8 @@ std::tuple<at::Tensor, at::Tensor> llama_layer(const at::Tensor& hidden, const c
   const auto v = projected[2].view({tokens, kv_heads, head_dim});
   write_rows(k_cache, k, slot_mapping);
   write_rows(v_cache, v, slot_mapping);
-  const auto attended =
-      prefill_by_sdpa
-          ? phase_split_attention(q, k_cache, v_cache, row_seq, row_keys, block_tables, layer.scale, layer.window)
-          : row_attention(q.to(at::kFloat).contiguous(), k_cache, v_cache, row_seq, row_keys, block_tables,
-                          layer.scale, layer.window).to(q.scalar_type());
+  const auto attended = stack_attention(q, k_cache, v_cache, row_seq, row_keys, block_tables, layer.scale,
+                                        layer.window, prefill_by_sdpa);
   const auto out = linears(attended.reshape({tokens, heads * head_dim}), {layer.o}, {width}, layer.library)[0];
   auto [mlp_in, mlp_residual] = halving_rmsnorm(out, layer.post_norm, summed, layer.eps, false);
   const auto gated = linears(mlp_in, layer.gate_up, {layer.intermediate, layer.intermediate}, layer.library);

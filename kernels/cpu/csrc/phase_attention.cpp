@@ -1,7 +1,8 @@
-// Default mode's attention inside the decoder stack: the calls kernels/cpu/phase_attention.py makes (decode rows by
-// the row program, each prefill sequence by scaled_dot_product_attention as kernels/generic/attention.py's
-// attention_sdpa calls it), on the same tensors, so the same bits. No reduction order of ours: a token's bits depend
-// on its phase, which is what default mode's prefix_cache and prefill_decode controls show.
+// The decoder stack's attention: every row by the row program, or (default mode's cpu_phase_split) the calls
+// kernels/cpu/phase_attention.py makes: decode rows by the row program, each prefill sequence by
+// scaled_dot_product_attention as kernels/generic/attention.py's attention_sdpa calls it, on the same tensors, so the
+// same bits. SDPA's order is not ours: under phase split a token's bits depend on its phase, which is what default
+// mode's prefix_cache and prefill_decode controls show.
 #include "canonical.h"
 
 #include <utility>
@@ -27,9 +28,14 @@ at::Tensor visible(int64_t queries, int64_t length, int64_t window) {
 
 }  // namespace
 
-at::Tensor phase_split_attention(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,
-                                 const at::Tensor& row_seq, const at::Tensor& row_keys,
-                                 const at::Tensor& block_tables, double scale, int64_t window) {
+at::Tensor stack_attention(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,
+                           const at::Tensor& row_seq, const at::Tensor& row_keys, const at::Tensor& block_tables,
+                           double scale, int64_t window, bool prefill_by_sdpa) {
+  const auto by_rows = [&](const at::Tensor& rows_q, const at::Tensor& seqs, const at::Tensor& rows_keys) {
+    return row_attention(rows_q.to(at::kFloat).contiguous(), k_cache, v_cache, seqs, rows_keys, block_tables, scale,
+                         window).to(q.scalar_type());
+  };
+  if (!prefill_by_sdpa) return by_rows(q, row_seq, row_keys);
   const int64_t tokens = q.size(0);
   const int64_t* seq = row_seq.data_ptr<int64_t>();
   const int64_t* keys = row_keys.data_ptr<int64_t>();
@@ -43,10 +49,6 @@ at::Tensor phase_split_attention(const at::Tensor& q, const at::Tensor& k_cache,
       prefills.emplace_back(first, end);
     }
   }
-  const auto by_rows = [&](const at::Tensor& rows_q, const at::Tensor& seqs, const at::Tensor& rows_keys) {
-    return row_attention(rows_q.to(at::kFloat).contiguous(), k_cache, v_cache, seqs, rows_keys, block_tables, scale,
-                         window).to(q.scalar_type());
-  };
   if (prefills.empty()) return by_rows(q, row_seq, row_keys);
   auto out = at::empty_like(q);
   if (!decode_rows.empty()) {
