@@ -2,9 +2,10 @@
 
 Invariant mode sets VLLM_BATCH_INVARIANT=1. Each server gets a free port on 127.0.0.1, its own process group and
 a log file; it is ready when /health answers, and it is stopped (the whole group) when its engine is closed or
-collected, at exit, and on Ctrl-C or a failed check. It runs from `make vllm`'s venv (.venv-vllm), or the Python
-named by BI_BENCH_VLLM_PYTHON (`bi-bench run --vllm-python`), with a working directory outside the checkout so
-that no folder of ours stands in for a package it imports.
+collected, at exit, and on Ctrl-C or a failed check; a watchdog in its group stops it if this process is killed.
+It runs from `make vllm`'s venv (.venv-vllm), or the Python named by BI_BENCH_VLLM_PYTHON (`bi-bench run
+--vllm-python`), with a working directory outside the checkout so that no folder of ours stands in for a package it
+imports.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import weakref
@@ -33,6 +35,7 @@ from bi_bench.kernels.registry import ONE_DEVICE_MODES
 PYTHON_VARIABLE = "BI_BENCH_VLLM_PYTHON"
 OWNER = "BI_BENCH_VLLM_OWNER"  # the harness process that started a server: tests find what it left behind
 DEFAULT_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
+WATCHDOG = Path(__file__).with_name("server_watchdog.py")  # stops the server if this process is killed
 EXIT_SECONDS = 15  # how long a server that stopped answering gets to exit, so its cause of death is the reason
 STARTUP_SECONDS = 600  # a cold start compiles the model: about 2 minutes on 2 cores
 # Both kinds of logprob exist in vLLM; ours are processed, and RL trainers want those (sampler == trainer).
@@ -101,11 +104,13 @@ class VLLMProcess(Server):
         self.folder = Path(tempfile.mkdtemp(prefix="bi-bench-vllm-"))
         self.log = self.folder / "server.log"
         with open(self.log, "wb") as log:
+            owned = {**os.environ, "PYTHONSAFEPATH": "1", OWNER: str(os.getpid())}
             self.process = subprocess.Popen(command, cwd=self.folder, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True,
-                                            env={**os.environ, "PYTHONSAFEPATH": "1", OWNER: str(os.getpid()),
-                                                 **env})
-        self._stop = weakref.finalize(self, _stop_group, self.process)
+                                            stdin=subprocess.DEVNULL, process_group=0, env={**owned, **env})
+            watchdog = subprocess.Popen([sys.executable, str(WATCHDOG), str(os.getpid())], cwd=self.folder,
+                                        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        process_group=self.process.pid, env=owned)
+        self._stop = weakref.finalize(self, _stop_group, self.process, watchdog)
         self._wait_ready()
         self.description = {"version": self.version(), "command": command, "env": env, "reported": self.reported()}
 
@@ -171,8 +176,9 @@ def _earlier(cause: str | None, error: EngineError) -> str:
     return str(error) if cause is None else f"{error} (logged earlier: {cause})"
 
 
-def _stop_group(process: subprocess.Popen) -> None:
-    """SIGTERM to the server's whole process group (API server, engine core, workers), SIGKILL to what lingers."""
+def _stop_group(process: subprocess.Popen, *ours: subprocess.Popen) -> None:
+    """SIGTERM to the server's whole process group (API server, engine core, workers, watchdog), SIGKILL to what
+    lingers. `ours`: the group's other children of this process."""
     for sig, wait in ((signal.SIGTERM, 30.0), (signal.SIGKILL, 10.0)):
         try:
             os.killpg(process.pid, sig)
@@ -180,7 +186,8 @@ def _stop_group(process: subprocess.Popen) -> None:
             return
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            process.poll()  # reaps the API server, so only live members keep the group
+            for child in (process, *ours):
+                child.poll()  # reaps it, so only live members keep the group
             try:
                 os.killpg(process.pid, 0)
             except ProcessLookupError:

@@ -2,6 +2,7 @@
 torch.set_num_threads on the same engine; servers: one server per count)."""
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated
 
 from pydantic import Field
@@ -29,7 +30,10 @@ def run(ctx: CaseContext, params: Params) -> Group:
 
     def at(count: int) -> Observation:
         with ctx.pool.backend.threads(count) as settings:
-            return ctx.in_batch(ctx.llm(**settings), needle, neighbours, position)
+            if not settings:  # in-process: the case's own engine, now running at `count` threads
+                return ctx.in_batch(ctx.llm(), needle, neighbours, position)
+            with contextlib.closing(ctx.fresh_llm(**settings)) as llm:  # a server per count, one alive at a time
+                return ctx.in_batch(llm, needle, neighbours, position)
 
     first, *others = params.thread_counts
     reference = at(first)

@@ -80,7 +80,11 @@ def test_threads_runs_one_server_per_thread_count(tmp_path: Path) -> None:
     assert servers() == []
 
 
-def test_ctrl_c_stops_every_server(tmp_path: Path) -> None:
+# Ctrl-C: the harness stops its servers before it exits. SIGKILL (the OOM killer's) leaves it no chance: each
+# server's watchdog must, within its 30 s grace for SIGTERM.
+@pytest.mark.parametrize("sig, exit_code, grace", [(signal.SIGINT, 130, 0), (signal.SIGKILL, -signal.SIGKILL, 60)],
+                         ids=["ctrl-c", "kill-9"])
+def test_no_server_outlives_an_interrupted_run(tmp_path: Path, sig: int, exit_code: int, grace: int) -> None:
     suite = write_suite(tmp_path, vllm_document())
     job = subprocess.Popen([sys.executable, "-m", "bi_bench.harness.cli.main", "run", str(suite), "--out",
                             str(tmp_path / "out")], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -91,11 +95,14 @@ def test_ctrl_c_stops_every_server(tmp_path: Path) -> None:
             time.sleep(1)
         assert servers(job.pid), "no vLLM server started"
         time.sleep(5)
-        job.send_signal(signal.SIGINT)
+        job.send_signal(sig)
         output = job.communicate(timeout=120)[0].decode()
     finally:
         job.kill()
-    assert job.returncode == 130, output
+    assert job.returncode == exit_code, output
+    deadline = time.monotonic() + grace
+    while servers(job.pid) and time.monotonic() < deadline:
+        time.sleep(1)
     assert servers(job.pid) == []
 
 
