@@ -1,5 +1,11 @@
-"""How many KV-cache blocks fit on a GPU, from its memory as measured after a warm-up forward."""
+"""The KV cache's memory: how many blocks fit on a GPU (from its memory as measured after a warm-up forward), and
+the zeroed tensors that hold them."""
 from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
 
 from bi_bench.engine.config import EngineConfig
 from bi_bench.engine.forward_batch import StepInputs
@@ -30,3 +36,18 @@ def warm_up_step(config: EngineConfig) -> tuple[StepInputs, int]:
                       [s * length for s in range(num_seqs + 1)], [length] * num_seqs, tables, config.block_size,
                       list(range(tokens)))
     return step, num_seqs * blocks_per_seq
+
+
+CACHE_LINE = 64
+
+
+def zeroed_cache(shape: tuple[int, ...], dtype: torch.dtype, device: str) -> torch.Tensor:
+    """Zeros. On CPU in pages the OS zeroes when first written (numpy's calloc), so the blocks a run never uses
+    take no memory: the CPU budget is a ceiling, not a reservation (torch.zeros writes every page up front).
+    Aligned to a cache line, as torch's allocator aligns."""
+    if torch.device(device).type != "cpu":
+        return torch.zeros(shape, dtype=dtype, device=device)
+    size = math.prod(shape) * dtype.itemsize
+    raw = torch.from_numpy(np.zeros(size + CACHE_LINE, dtype=np.uint8))
+    start = -raw.data_ptr() % CACHE_LINE
+    return raw[start:start + size].view(dtype).view(shape)

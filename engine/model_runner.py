@@ -14,7 +14,7 @@ from bi_bench.engine.distributed.weight_update import RankMessage, WeightUpdate
 from bi_bench.engine.distributed.worker_pool import WorkerPool
 from bi_bench.engine.forward_batch import StepInputs
 from bi_bench.engine.kernel_set import KernelSet
-from bi_bench.engine.kv_cache import blocks_in_gpu_memory, warm_up_step
+from bi_bench.engine.kv_cache import blocks_in_gpu_memory, warm_up_step, zeroed_cache
 from bi_bench.engine.layers.attention import PagedAttention
 from bi_bench.engine.layers.sampler import SampleRequest, Sampler
 from bi_bench.engine.loader import ModelSource, load_state_dict, load_weights
@@ -121,8 +121,8 @@ class ModelRunner:
         """`num_blocks` for the block manager and one more, the padding block of CUDA-graph padding rows."""
         shape = (num_blocks + 1, self.config.block_size, self._kv_heads(), self._head_dim())
         for layer in self.attention_layers:
-            layer.k_cache = torch.zeros(shape, dtype=self.config.torch_dtype, device=self.config.device)
-            layer.v_cache = torch.zeros(shape, dtype=self.config.torch_dtype, device=self.config.device)
+            layer.k_cache = zeroed_cache(shape, self.config.torch_dtype, self.config.device)
+            layer.v_cache = zeroed_cache(shape, self.config.torch_dtype, self.config.device)
 
     def _uses_graphs(self) -> bool:
         config = self.config

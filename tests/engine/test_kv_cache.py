@@ -1,10 +1,12 @@
-"""KV-cache sizing on CUDA: blocks from measured GPU memory, and the warm-up step that measures it."""
+"""KV-cache sizing on CUDA (blocks from measured GPU memory, and the warm-up step that measures it), and the CPU
+cache's memory taken only as blocks are written."""
 from __future__ import annotations
 
 import pytest
+import torch
 
 from bi_bench.engine.config import EngineConfig
-from bi_bench.engine.kv_cache import blocks_in_gpu_memory, warm_up_step
+from bi_bench.engine.kv_cache import CACHE_LINE, blocks_in_gpu_memory, warm_up_step, zeroed_cache
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -43,3 +45,26 @@ def test_gpu_memory_utilization_must_be_a_share() -> None:
     for bad in (0.0, 1.5, -0.1):
         with pytest.raises(ValueError, match="gpu_memory_utilization"):
             EngineConfig("random:tiny-qwen3", gpu_memory_utilization=bad)
+
+
+def resident_mib() -> int:
+    """From the page tables (smaps_rollup): VmRSS lags for pages that other threads touched."""
+    return int(open("/proc/self/smaps_rollup").read().split("\nRss:")[1].split()[0]) // 1024
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cpu_cache_takes_memory_as_blocks_are_written(dtype: torch.dtype) -> None:
+    shape = (1024, 16, 8, 128)  # block, slot, head, dim: 64 MiB in fp32, 32 in bf16
+    size_mib = 64 * dtype.itemsize // 4
+    before = resident_mib()
+    cache = zeroed_cache(shape, dtype, "cpu")
+    after_allocation = resident_mib()
+    cache[:8] = 1  # eight blocks written: 1/128 of the cache
+    after_writing = resident_mib()
+    assert cache.shape == shape and cache.dtype == dtype and cache.is_contiguous()
+    assert cache.data_ptr() % CACHE_LINE == 0
+    assert torch.count_nonzero(cache[8:]) == 0 and bool((cache[:8] == 1).all())
+    assert after_allocation - before < size_mib // 8 and after_writing - before < size_mib // 4
+    control = torch.zeros(shape, dtype=dtype)  # torch's zeros write every page up front
+    assert resident_mib() - after_writing > size_mib * 3 // 4
+    del control
