@@ -3,8 +3,8 @@ the zeroed tensors that hold them."""
 from __future__ import annotations
 
 import math
+import mmap
 
-import numpy as np
 import torch
 
 from bi_bench.engine.config import EngineConfig
@@ -38,16 +38,12 @@ def warm_up_step(config: EngineConfig) -> tuple[StepInputs, int]:
     return step, num_seqs * blocks_per_seq
 
 
-CACHE_LINE = 64
-
 
 def zeroed_cache(shape: tuple[int, ...], dtype: torch.dtype, device: str) -> torch.Tensor:
-    """Zeros. On CPU in pages the OS zeroes when first written (numpy's calloc), so the blocks a run never uses
-    take no memory: the CPU budget is a ceiling, not a reservation (torch.zeros writes every page up front).
-    Aligned to a cache line, as torch's allocator aligns."""
+    """Zeros. On CPU in fresh anonymous pages, which the OS zeroes when they are first written, so the blocks a run
+    never uses take no memory: the CPU budget is a ceiling, not a reservation (torch.zeros writes every page up
+    front, or reuses pages already resident). Page-aligned."""
     if torch.device(device).type != "cpu":
         return torch.zeros(shape, dtype=dtype, device=device)
-    size = math.prod(shape) * dtype.itemsize
-    raw = torch.from_numpy(np.zeros(size + CACHE_LINE, dtype=np.uint8))
-    start = -raw.data_ptr() % CACHE_LINE
-    return raw[start:start + size].view(dtype).view(shape)
+    pages = mmap.mmap(-1, math.prod(shape) * dtype.itemsize)
+    return torch.frombuffer(pages, dtype=torch.uint8).view(dtype).view(shape)
