@@ -1,8 +1,8 @@
 """Stops a server's process group once the harness process that started it is gone, whatever ended it.
 
 The harness stops its servers on every exit it sees (close, atexit, Ctrl-C); a SIGKILL (the OOM killer's) leaves it
-none. This runs beside each server, in its process group, so stopping the group stops it too. It is run by path,
-with the standard library only: it must not cost a torch import per server.
+none. `start_watched` runs this file beside each server, in its process group, so stopping the group stops it too.
+It runs by path, with the standard library only: it must not cost a torch import per server.
 
 usage: python server_watchdog.py OWNER_PID
 """
@@ -11,10 +11,27 @@ from __future__ import annotations
 import os
 import select
 import signal
+import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import IO
 
+OWNER = "BI_BENCH_VLLM_OWNER"  # the harness process that started a server: tests find what it left behind
 GRACE_SECONDS = 30  # vLLM's API server stops its engine core on SIGTERM; what lingers after this is killed
+
+
+def start_watched(command: list[str], env: dict[str, str], cwd: Path, log: IO[bytes] | None
+                  ) -> tuple[subprocess.Popen, subprocess.Popen]:
+    """`command` in a process group of its own, and the watchdog of this process beside it in that group. Both
+    carry OWNER in their environment; the caller reaps both when it stops the group."""
+    owned = {**os.environ, OWNER: str(os.getpid())}
+    server = subprocess.Popen(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                              process_group=0, env={**owned, **env})
+    watchdog = subprocess.Popen([sys.executable, __file__, str(os.getpid())], cwd=cwd, stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, process_group=server.pid,
+                                env=owned)
+    return server, watchdog
 
 
 def wait_for_exit(pid: int) -> None:

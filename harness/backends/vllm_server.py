@@ -15,7 +15,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import weakref
@@ -28,14 +27,13 @@ import requests
 
 from bi_bench.harness.backends.base import Capabilities, EngineError
 from bi_bench.harness.backends.openai_completions import Server, ServerBackend, Unreachable, first_line
+from bi_bench.harness.backends.server_watchdog import start_watched
 from bi_bench.harness.run.lock import REPO
 from bi_bench.harness.suite.schema import BackendSpec
 from bi_bench.kernels.registry import ONE_DEVICE_MODES
 
 PYTHON_VARIABLE = "BI_BENCH_VLLM_PYTHON"
-OWNER = "BI_BENCH_VLLM_OWNER"  # the harness process that started a server: tests find what it left behind
 DEFAULT_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
-WATCHDOG = Path(__file__).with_name("server_watchdog.py")  # stops the server if this process is killed
 EXIT_SECONDS = 15  # how long a server that stopped answering gets to exit, so its cause of death is the reason
 STARTUP_SECONDS = 600  # a cold start compiles the model: about 2 minutes on 2 cores
 # Both kinds of logprob exist in vLLM; ours are processed, and RL trainers want those (sampler == trainer).
@@ -104,12 +102,7 @@ class VLLMProcess(Server):
         self.folder = Path(tempfile.mkdtemp(prefix="bi-bench-vllm-"))
         self.log = self.folder / "server.log"
         with open(self.log, "wb") as log:
-            owned = {**os.environ, "PYTHONSAFEPATH": "1", OWNER: str(os.getpid())}
-            self.process = subprocess.Popen(command, cwd=self.folder, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, process_group=0, env={**owned, **env})
-            watchdog = subprocess.Popen([sys.executable, str(WATCHDOG), str(os.getpid())], cwd=self.folder,
-                                        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        process_group=self.process.pid, env=owned)
+            self.process, watchdog = start_watched(command, {"PYTHONSAFEPATH": "1", **env}, self.folder, log)
         self._stop = weakref.finalize(self, _stop_group, self.process, watchdog)
         self._wait_ready()
         self.description = {"version": self.version(), "command": command, "env": env, "reported": self.reported()}

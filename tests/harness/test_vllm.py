@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from bi_bench.harness.backends.vllm_server import DEFAULT_PYTHON, OWNER, VLLMServer
+from bi_bench.harness.backends.server_watchdog import OWNER
+from bi_bench.harness.backends.vllm_server import DEFAULT_PYTHON, VLLMServer
 from bi_bench.harness.suite.schema import BackendSpec
 from conftest import invoke, load, results_files, write_suite
 
