@@ -38,7 +38,6 @@ def warm_up_step(config: EngineConfig) -> tuple[StepInputs, int]:
     return step, num_seqs * blocks_per_seq
 
 
-
 def zeroed_cache(shape: tuple[int, ...], dtype: torch.dtype, device: str) -> torch.Tensor:
     """Zeros. On CPU in fresh anonymous pages, which the OS zeroes when they are first written, so the blocks a run
     never uses take no memory: the CPU budget is a ceiling, not a reservation (torch.zeros writes every page up
