@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bi_bench.engine import LLM
+from processes import running
 from torchrun_generate import MODEL, observe, perturbed
 
 HERE = Path(__file__).parent
@@ -58,15 +59,6 @@ def test_torchrun_world_size_must_equal_degree(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
     with pytest.raises(ValueError, match="tensor_parallel_size=2 but torchrun started WORLD_SIZE=4"):
         LLM(MODEL, tensor_parallel_size=2)
-
-
-def running(pid: int) -> bool:
-    """True while `pid` exists and is not a zombie."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
 
 
 def test_ctrl_c_stops_every_rank() -> None:

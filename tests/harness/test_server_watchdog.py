@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from bi_bench.harness.backends.server_watchdog import GRACE_SECONDS
+from processes import running
 
-OWNER = """
+OWNER_SCRIPT = """
 import sys, time
 from pathlib import Path
 from bi_bench.harness.backends.server_watchdog import start_watched
@@ -24,30 +25,23 @@ SERVERS = {"honours SIGTERM": f"import time; {READY}",
            "ignores SIGTERM": f"import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); {READY}"}
 
 
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def gone_within(pid: int, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
-    while alive(pid) and time.monotonic() < deadline:
+    while running(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    return not alive(pid)
+    return not running(pid)
 
 
 @pytest.mark.parametrize("behaviour", SERVERS)
 def test_a_server_dies_with_its_killed_owner(behaviour: str, tmp_path: Path) -> None:
-    owner = subprocess.Popen([sys.executable, "-c", OWNER, SERVERS[behaviour]], cwd=tmp_path, stdout=subprocess.PIPE)
+    owner = subprocess.Popen([sys.executable, "-c", OWNER_SCRIPT, SERVERS[behaviour]], cwd=tmp_path,
+                             stdout=subprocess.PIPE)
     server = int(owner.stdout.readline())
     try:
         deadline = time.monotonic() + 60
         while not (tmp_path / "ready").exists() and time.monotonic() < deadline:  # its SIGTERM handler is set
             time.sleep(0.1)
-        assert alive(server)
+        assert running(server)
         owner.kill()
         owner.wait()
         if behaviour == "ignores SIGTERM":
