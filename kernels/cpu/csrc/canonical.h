@@ -18,6 +18,7 @@ std::string matmul_isa();
 at::Tensor canonical_exp(const at::Tensor& x);
 at::Tensor canonical_log(const at::Tensor& x);
 at::Tensor canonical_silu(const at::Tensor& x);
+at::Tensor canonical_silu_mul(const at::Tensor& gate, const at::Tensor& up);
 at::Tensor canonical_gelu_tanh(const at::Tensor& x);
 at::Tensor canonical_cos(const at::Tensor& x);
 at::Tensor canonical_sin(const at::Tensor& x);

@@ -2,7 +2,7 @@
 // order engine/models/llama.py calls them, layer after layer, with the same tensors between them, so the same bits
 // without the Python in between. Nothing here reduces: the reduction orders are those of rmsnorm.cpp, matmul.cpp,
 // rotary.cpp, row_attention.cpp (through phase_attention.cpp) and pointwise.cpp; the rest is copies (the KV cache
-// write) and one elementwise multiply.
+// write).
 // Default mode's linears may be the library's instead (`library`: at::linear, F.linear's own call, one per
 // weight as the op-by-op engine makes them): then the bits are default mode's, and no claim is made for them.
 #include "canonical.h"
@@ -60,7 +60,7 @@ std::tuple<at::Tensor, at::Tensor> llama_layer(const at::Tensor& hidden, const c
   const auto out = linears(attended.reshape({tokens, heads * head_dim}), {layer.o}, {width}, layer.library)[0];
   auto [mlp_in, mlp_residual] = halving_rmsnorm(out, layer.post_norm, summed, layer.eps, false);
   const auto gated = linears(mlp_in, layer.gate_up, {layer.intermediate, layer.intermediate}, layer.library);
-  const auto activated = at::mul(canonical_silu(gated[0]), gated[1]);
+  const auto activated = canonical_silu_mul(gated[0], gated[1]);
   return {linears(activated, {layer.down}, {width}, layer.library)[0], mlp_residual};
 }
 

@@ -16,8 +16,9 @@
 // Several weights that share x (q, k and v; gate and up) go through one call: their panels form one range.
 //
 // Layout: weights are packed once into panels of kCols columns, K innermost ([panel][step][column], or
-// [panel][pair][column][2] for the native bf16 instruction); each call packs x into micro-panels of kRows
-// rows the same way, and a register tile of kRows x kCols accumulators walks the steps.
+// [panel][pair][column][2] for the native bf16 instruction); each bf16 call packs x into micro-panels of kRows
+// rows the same way (fp32 x is read where it lies), and a register tile of kRows x kCols accumulators walks the
+// steps.
 #include "canonical.h"
 
 #include <ATen/Parallel.h>
@@ -118,12 +119,24 @@ void store_tile(vec_t (&acc)[rows][2 * panels], float* out, int64_t ld, int64_t 
   }
 }
 
+// x's fp32 values as the FMA tiles read them: row r of row panel p at step s is
+// data[p * panel + s * step + r * row]. Packed ([row_panels][steps][kRows]) or, for fp32 x, which needs neither
+// widening nor reordering, x itself ([M, K]): the same values either way, so the same sums.
+struct Operand {
+  const float* data;
+  int64_t panel, step, row;
+  static Operand packed(const at::Tensor& a) { return {a.data_ptr<float>(), a.size(1) * kRows, kRows, 1}; }
+  static Operand rows_of(const at::Tensor& x) { return {x.data_ptr<float>(), kRows * x.size(1), 1, x.size(1)}; }
+  const float* of(int64_t row_panel) const { return data + row_panel * panel; }
+};
+
 // acc[r][c] for `rows` x-rows against `panels` consecutive full weight panels (b: the first; panel_stride apart);
-// a: [steps][kRows] fp32, b: [steps][kCols] per panel. More panels at once only add independent accumulators, so
-// that few rows still keep several FMA chains in flight; each column's chain is the same.
+// a: the row panel's x (element (s, r) at a[s * step + r * row]), b: [steps][kCols] per panel. More panels at once
+// only add independent accumulators, so that few rows still keep several FMA chains in flight; each column's chain
+// is the same.
 template <int rows, int panels, typename weight_t>
-void tile(const float* a, const weight_t* b, int64_t panel_stride, int64_t steps, float* out, int64_t ld,
-          int64_t cols, Fetch fetch) {
+void tile(const float* a, int64_t step, int64_t row, const weight_t* b, int64_t panel_stride, int64_t steps,
+          float* out, int64_t ld, int64_t cols, Fetch fetch) {
   Vec acc[rows][2 * panels];
   for (int r = 0; r < rows; ++r) {
     for (int v = 0; v < 2 * panels; ++v) acc[r][v] = zeros();
@@ -136,7 +149,7 @@ void tile(const float* a, const weight_t* b, int64_t panel_stride, int64_t steps
       w[2 * g + 1] = load(b + g * panel_stride + s * kCols + kLanes);
     }
     for (int r = 0; r < rows; ++r) {
-      const Vec x = broadcast(a[s * kRows + r]);
+      const Vec x = broadcast(a[s * step + r * row]);
       for (int v = 0; v < 2 * panels; ++v) acc[r][v] = fma(x, w[v], acc[r][v]);
     }
   }
@@ -399,11 +412,11 @@ std::vector<at::Tensor> canonical_linears(const at::Tensor& x, const std::vector
     return out_data[t.weight] + t.row_panel * kRows * widths[t.weight] + t.local * kCols;
   };
   // fp32 FMA tiles over `depth` K steps; bf16 weights (no vdpbf16ps) are widened as they are read
-  auto fma_tiles = [&](const float* a_data, int64_t depth, const auto& weight_data, bool emulated_bf16) {
+  auto fma_tiles = [&](const Operand& a, int64_t depth, const auto& weight_data, bool emulated_bf16) {
     for_each_tile(m, panels, emulated_bf16, [&](const Tile& t) {
       with_shape(t, [&](auto rows, auto count) {
         tile<decltype(rows)::value, decltype(count)::value>(
-            a_data + t.row_panel * depth * kRows, weight_data[t.weight] + t.local * depth * kCols, depth * kCols,
+            a.of(t.row_panel), a.step, a.row, weight_data[t.weight] + t.local * depth * kCols, depth * kCols,
             depth, out_of(t), widths[t.weight], t.cols, t.fetch(weight_data, depth * kCols));
       });
     });
@@ -414,8 +427,7 @@ std::vector<at::Tensor> canonical_linears(const at::Tensor& x, const std::vector
     }
     std::vector<const float*> weight_data;
     for (const auto& p : packed) weight_data.push_back(p.data_ptr<float>());
-    const auto a = pack_rows<float>(x, k, [](int64_t s) { return s; });
-    fma_tiles(a.data_ptr<float>(), k, weight_data, false);
+    fma_tiles(Operand::rows_of(x), k, weight_data, false);
     return outs;
   }
   TORCH_CHECK(x.scalar_type() == at::kBFloat16, "canonical_linears: float32 or bfloat16 x");
@@ -451,7 +463,7 @@ std::vector<at::Tensor> canonical_linears(const at::Tensor& x, const std::vector
   });
 #else
   const auto a = pack_rows<at::BFloat16>(x, steps, bf16_source);
-  fma_tiles(a.data_ptr<float>(), steps, weight_data, true);
+  fma_tiles(Operand::packed(a), steps, weight_data, true);
 #endif
   return in_x_dtype();
 }

@@ -28,15 +28,37 @@ at::Tensor map(const at::Tensor& x, fn_t fn) {
   return out;
 }
 
+// x / (1 + e^-x), as torch writes SiLU
+float silu(float v) { return v / (1.0f + bi_bench::exp(-v)); }
+
 }  // namespace
 
 at::Tensor canonical_exp(const at::Tensor& x) { return map(x, [](float v) { return bi_bench::exp(v); }); }
 
 at::Tensor canonical_log(const at::Tensor& x) { return map(x, [](float v) { return bi_bench::log(v); }); }
 
-// x / (1 + e^-x), as torch writes SiLU
-at::Tensor canonical_silu(const at::Tensor& x) {
-  return map(x, [](float v) { return v / (1.0f + bi_bench::exp(-v)); });
+at::Tensor canonical_silu(const at::Tensor& x) { return map(x, [](float v) { return silu(v); }); }
+
+// canonical_silu(gate) * up in one pass: the SiLU rounded to the inputs' dtype, then the product as torch's mul
+// computes it (in fp32, rounded once): the bits of the two calls, without the tensor between them.
+at::Tensor canonical_silu_mul(const at::Tensor& gate, const at::Tensor& up) {
+  TORCH_CHECK(gate.sizes() == up.sizes() && gate.scalar_type() == up.scalar_type(),
+              "canonical_silu_mul: gate and up of one shape and dtype");
+  const auto g = gate.contiguous(), u = up.contiguous();
+  auto out = at::empty_like(g);
+  bi_bench::dispatch_floats(g.scalar_type(), "canonical_silu_mul", [&](auto tag) {
+    using scalar_t = decltype(tag);
+    const scalar_t* gate_data = g.data_ptr<scalar_t>();
+    const scalar_t* up_data = u.data_ptr<scalar_t>();
+    scalar_t* dst = out.data_ptr<scalar_t>();
+    at::parallel_for(0, g.numel(), 16384, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const float activated = static_cast<scalar_t>(silu(static_cast<float>(gate_data[i])));
+        dst[i] = static_cast<scalar_t>(activated * static_cast<float>(up_data[i]));
+      }
+    });
+  });
+  return out;
 }
 
 // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), tanh(y) = 1 - 2 / (e^2y + 1): near y = 0 its error is
