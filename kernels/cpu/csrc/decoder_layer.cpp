@@ -7,6 +7,8 @@
 // weight as the op-by-op engine makes them): then the bits are default mode's, and no claim is made for them.
 #include "canonical.h"
 
+#include <ATen/Parallel.h>
+
 #include <cstring>
 
 namespace {
@@ -20,23 +22,34 @@ std::vector<at::Tensor> linears(const at::Tensor& x, const std::vector<at::Tenso
   return outs;
 }
 
-// rows [tokens, ...] into cache rows slot_mapping[t] of the same shape: what `cache[slot_mapping] = rows` does in
-// engine/layers/attention.py, a copy per token without index_put_'s dispatch
-void write_rows(const at::Tensor& cache, const at::Tensor& rows, const at::Tensor& slot_mapping) {
-  TORCH_CHECK(cache.is_contiguous() && rows.scalar_type() == cache.scalar_type(),
+// K and V rows [tokens, ...] into cache rows slot_mapping[t] of the same shape: what `cache[slot_mapping] = rows`
+// does in engine/layers/attention.py, a copy per token without index_put_'s dispatch. Spread over the threads:
+// a decode step's copies are mostly the first writes to fresh cache pages, each a page fault.
+void write_rows(const at::Tensor& k_cache, const at::Tensor& v_cache, const at::Tensor& k, const at::Tensor& v,
+                const at::Tensor& slot_mapping) {
+  TORCH_CHECK(k_cache.is_contiguous() && v_cache.is_contiguous() && k.scalar_type() == k_cache.scalar_type() &&
+                  v.scalar_type() == v_cache.scalar_type(),
               "llama_stack: the KV cache must be contiguous and of the model's dtype");
   TORCH_CHECK(slot_mapping.scalar_type() == at::kLong && slot_mapping.is_contiguous(), "llama_stack: int64 slots");
-  const auto src = rows.contiguous();
-  const int64_t tokens = src.size(0);
+  const auto k_rows = k.contiguous(), v_rows = v.contiguous();
+  TORCH_CHECK(v_rows.sizes() == k_rows.sizes() && v_cache.sizes() == k_cache.sizes(), "llama_stack: K and V alike");
+  const int64_t tokens = k_rows.size(0);
   if (tokens == 0) return;
-  const int64_t bytes = src.nbytes() / tokens, capacity = cache.nbytes() / bytes;
+  const int64_t bytes = k_rows.nbytes() / tokens, capacity = k_cache.nbytes() / bytes;
   const int64_t* slots = slot_mapping.data_ptr<int64_t>();
-  const char* from = static_cast<const char*>(src.data_ptr());
-  char* to = static_cast<char*>(cache.data_ptr());
   for (int64_t t = 0; t < tokens; ++t) {
     TORCH_CHECK(slots[t] >= 0 && slots[t] < capacity, "llama_stack: slot ", slots[t], " outside the KV cache");
-    std::memcpy(to + slots[t] * bytes, from + t * bytes, bytes);
   }
+  const char* k_from = static_cast<const char*>(k_rows.data_ptr());
+  const char* v_from = static_cast<const char*>(v_rows.data_ptr());
+  char* k_to = static_cast<char*>(k_cache.data_ptr());
+  char* v_to = static_cast<char*>(v_cache.data_ptr());
+  at::parallel_for(0, tokens, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      std::memcpy(k_to + slots[t] * bytes, k_from + t * bytes, bytes);
+      std::memcpy(v_to + slots[t] * bytes, v_from + t * bytes, bytes);
+    }
+  });
 }
 
 std::tuple<at::Tensor, at::Tensor> llama_layer(const at::Tensor& hidden, const c10::optional<at::Tensor>& residual,
@@ -53,8 +66,7 @@ std::tuple<at::Tensor, at::Tensor> llama_layer(const at::Tensor& hidden, const c
   auto [q, k] = apply_rotary(projected[0].view({tokens, heads, head_dim}),
                              projected[1].view({tokens, kv_heads, head_dim}), cos, sin);
   const auto v = projected[2].view({tokens, kv_heads, head_dim});
-  write_rows(k_cache, k, slot_mapping);
-  write_rows(v_cache, v, slot_mapping);
+  write_rows(k_cache, v_cache, k, v, slot_mapping);
   const auto attended = stack_attention(q, k_cache, v_cache, row_seq, row_keys, block_tables, layer.scale,
                                         layer.window, prefill_by_sdpa);
   const auto out = linears(attended.reshape({tokens, heads * head_dim}), {layer.o}, {width}, layer.library)[0];

@@ -26,6 +26,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -253,36 +254,53 @@ struct Tile {
 constexpr int kVectorRegisters = kLanes == 16 ? 32 : 16;
 constexpr int panels_for(int rows) { return std::clamp((kVectorRegisters - 1) / (2 * rows + 2), 1, 4); }
 
-// run(Tile) over every tile. Each thread takes one contiguous share of the (row block, column panel) units, so
-// the split never depends on what a tile computes; within its share a thread hands consecutive panels of one
-// weight to one tile call.
+// Consecutive panels of one weight (at most a tile call's worth) in one row block: what a thread takes at a time.
+struct Chunk {
+  int64_t unit, count;  // unit: block * col_panels + the first column panel
+};
+
+// run(Tile) over every tile, chunk by chunk; the chunks never depend on the thread count or on what a tile
+// computes. Blocks of several row panels are claimed dynamically, each thread one chunk ahead: its next chunk's
+// weights are fetched while the current one computes from cache, and a core slowed by its neighbours (a VM's
+// vCPUs are not all equally fast) takes fewer. A single row panel streams its weights, which the hardware
+// prefetcher does best over one contiguous share per thread.
 template <typename tile_fn>
 void for_each_tile(int64_t m, const Panels& panels, bool emulated_bf16, tile_fn run) {
   const int64_t row_panels = ceil_div(m, kRows), blocks = ceil_div(row_panels, kPanelsPerBlock);
-  const int64_t col_panels = panels.total(), units = blocks * col_panels;
+  const int64_t col_panels = panels.total();
   const int64_t group = panels_for(static_cast<int>(std::min<int64_t>(m, kRows)));
+  std::vector<Chunk> chunks;
+  for (int64_t unit = 0; unit < blocks * col_panels;) {
+    const int64_t col_panel = unit % col_panels;
+    chunks.push_back({unit, std::min(group, panels.first[panels.weight_of(col_panel) + 1] - col_panel)});
+    unit += chunks.back().count;
+  }
+  const int64_t total = static_cast<int64_t>(chunks.size());
+  const bool dynamic = row_panels > 1;
+  std::atomic<int64_t> claimed{0};
 #pragma omp parallel num_threads(at::get_num_threads())
   {
     Bf16Rounding rounding(emulated_bf16);
     const int64_t threads = omp_get_num_threads(), thread = omp_get_thread_num();
-    const int64_t end = units * (thread + 1) / threads;
-    for (int64_t unit = units * thread / threads; unit < end;) {
-      const int64_t block = unit / col_panels, col_panel = unit % col_panels;
+    int64_t position = total * thread / threads;
+    const int64_t end = dynamic ? total : total * (thread + 1) / threads;
+    const auto claim = [&] { return dynamic ? claimed++ : position++; };
+    for (int64_t current = claim(), next; current < end; current = next) {
+      next = claim();
+      const Chunk chunk = chunks[current];
+      const int64_t block = chunk.unit / col_panels, col_panel = chunk.unit % col_panels;
       const int64_t weight = panels.weight_of(col_panel), local = col_panel - panels.first[weight];
-      const int64_t count = std::min({group, end - unit, panels.first[weight + 1] - col_panel});
-      const int64_t cols = std::min<int64_t>(kCols, panels.widths[weight] - (local + count - 1) * kCols);
+      const int64_t cols = std::min<int64_t>(kCols, panels.widths[weight] - (local + chunk.count - 1) * kCols);
       const int64_t first = block * kPanelsPerBlock, last = std::min(row_panels, first + kPanelsPerBlock);
-      // While a block of several row panels computes from a weight panel in cache, the next one is fetched
-      // (a block of one row panel streams its weights, which the hardware prefetcher does best alone).
-      const int64_t next = unit + count, next_col = next % col_panels, next_weight = panels.weight_of(next_col);
-      const int64_t next_count = std::min({group, end - next, panels.first[next_weight + 1] - next_col});
+      // While a block of several row panels computes from a weight panel in cache, the next one is fetched.
       const bool fetch_next = last - first > 1 && next < end;
+      const Chunk ahead = fetch_next ? chunks[next] : Chunk{0, 0};
+      const int64_t next_col = ahead.unit % col_panels, next_weight = panels.weight_of(next_col);
       for (int64_t row_panel = first; row_panel < last; ++row_panel) {
-        run(Tile{row_panel, std::min<int64_t>(kRows, m - row_panel * kRows), weight, local, count, cols,
-                 fetch_next ? next_weight : -1, next_col - panels.first[next_weight], next_count, row_panel - first,
+        run(Tile{row_panel, std::min<int64_t>(kRows, m - row_panel * kRows), weight, local, chunk.count, cols,
+                 fetch_next ? next_weight : -1, next_col - panels.first[next_weight], ahead.count, row_panel - first,
                  last - first});
       }
-      unit = next;
     }
   }
 }
