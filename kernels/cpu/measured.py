@@ -16,10 +16,17 @@ CPU_CLASS = isa_class(cpu_flags())
 # even at 32, 80.1 against 82.4 at 64), oneDNN's packed path slowest throughout; bf16, ours at one row and
 # oneDNN's AMX path from 8 rows on (1.2x faster at 8, 2.7-5x at 64). Default mode's fp32 decode at one row then
 # runs invariant mode's linears; its controls diverge where they meet 2-7 rows (suites/tiny.yaml).
+# On an AMD EPYC with AVX-512 and avx512_bf16, no AMX (2026-12-07; ms per step's linears): fp32 ours at every row
+# count (1: 14.5 against oneDNN's packed 20.7 and F.linear's 34.2; 4: 15.5, 25.8, 49.2; 64: 44.9, 60.1, 116.2), yet
+# default mode takes F.linear from 2 to 7 rows, as on the AMX class, so that it still varies with the batch: with
+# oneDNN's there the batch_size and unique_completions controls of suites/tiny.yaml came out bitwise equal. bf16: ours up to 7 rows (4: 9.1 against 10.7; 8: 12.3 against 12.5),
+# oneDNN's from 8 (64: 28.5 against 45.7).
 MEASURED_FASTEST: dict[tuple[str, torch.dtype], tuple[tuple[float, str], ...]] = {
     ("amx", torch.float32): ((2, "cpu_canonical"), (8, "torch"), (math.inf, "cpu_canonical")),
     ("amx", torch.bfloat16): ((8, "cpu_canonical"), (math.inf, "onednn_packed")),
+    ("avx512bf16", torch.float32): ((2, "cpu_canonical"), (8, "torch"), (math.inf, "cpu_canonical")),
+    ("avx512bf16", torch.bfloat16): ((8, "cpu_canonical"), (math.inf, "onednn_packed")),
 }
 # Whether this CPU's class was measured: there default mode takes matmul cpu_fastest instead of the library
-# paths, and rmsnorm cpu_halving (its one C++ call beat torch's ops 2-7x at 1 to 64 rows).
+# paths, and rmsnorm cpu_halving (its one C++ call beat torch's ops 2-7x at 1 to 64 rows on both classes).
 MEASURED_HERE = CPU_CLASS in {cpu_class for cpu_class, _ in MEASURED_FASTEST}
