@@ -19,8 +19,8 @@ CPU_CLASS = isa_class(cpu_flags())
 # On an AMD EPYC with AVX-512 and avx512_bf16, no AMX (2026-12-07; ms per step's linears): fp32 ours at every row
 # count (1: 14.5 against oneDNN's packed 20.7 and F.linear's 34.2; 4: 15.5, 25.8, 49.2; 64: 44.9, 60.1, 116.2), yet
 # default mode takes F.linear from 2 to 7 rows, as on the AMX class, so that it still varies with the batch: with
-# oneDNN's there the batch_size and unique_completions controls of suites/tiny.yaml came out bitwise equal. bf16: ours up to 7 rows (4: 9.1 against 10.7; 8: 12.3 against 12.5),
-# oneDNN's from 8 (64: 28.5 against 45.7).
+# oneDNN's there the batch_size and unique_completions controls of suites/tiny.yaml came out bitwise equal. bf16:
+# ours up to 7 rows (4: 9.1 against 10.7; 8: 12.3 against 12.5), oneDNN's from 8 (64: 28.5 against 45.7).
 MEASURED_FASTEST: dict[tuple[str, torch.dtype], tuple[tuple[float, str], ...]] = {
     ("amx", torch.float32): ((2, "cpu_canonical"), (8, "torch"), (math.inf, "cpu_canonical")),
     ("amx", torch.bfloat16): ((8, "cpu_canonical"), (math.inf, "onednn_packed")),
