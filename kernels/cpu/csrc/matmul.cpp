@@ -5,10 +5,11 @@
 //   bf16: operands widened exactly to fp32 and K padded with one zero to even length; for each pair p:
 //         acc = fma(x[2p+1], w[2p+1], acc); acc = fma(x[2p], w[2p], acc); denormal inputs read as zero,
 //         denormal results flushed to zero, round to nearest even. That is one vdpbf16ps lane (Intel SDM:
-//         "FP32 FMA with daz in, ftz out", the odd element first): CPUs with avx512_bf16 run that
-//         instruction for up to kRows rows, and above that (as every other CPU does at any size) the same FMAs
-//         under MXCSR DAZ|FTZ, which run faster there (64-2048 rows on an AMX Xeon: 270-300 GFLOP/s against
-//         vdpbf16ps's 180-200).
+//         "FP32 FMA with daz in, ftz out", the odd element first). CPUs with avx512_bf16 run that
+//         instruction; every other CPU runs the same FMAs under MXCSR DAZ|FTZ, and so do CPUs with AMX above
+//         kRows rows, where the FMAs are the faster (64-2048 rows on an AMX Xeon: 270-300 GFLOP/s against
+//         vdpbf16ps's 180-200; on an AMD EPYC with avx512_bf16 and no AMX, vdpbf16ps at 32-256 rows: 646-719
+//         against 383-411).
 // Vector lanes span output columns only (each lane is one column's own accumulator), never K, so the
 // vector width (8 lanes with AVX2, 16 with AVX-512) cannot change a sum, and every output element is
 // computed from start to end by one thread.
@@ -27,6 +28,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -66,6 +68,12 @@ constexpr bool kNativeBf16 = false;
 #endif
 
 constexpr int kRows = 6;
+// The most rows a native bf16 call takes (above: FMAs, the same bits), by which is faster on the CPU (see the top)
+#if defined(__AMX_BF16__)
+constexpr int64_t kNativeBf16Rows = kRows;
+#else
+constexpr int64_t kNativeBf16Rows = INT64_MAX;
+#endif
 constexpr int kCols = 2 * kLanes;
 constexpr int64_t kPanelsPerBlock = 16;  // x micro-panels sharing one weight panel while it is in cache
 constexpr unsigned kDenormalsAreZero = 0x0040, kFlushToZero = 0x8000;
@@ -457,7 +465,7 @@ std::vector<at::Tensor> canonical_linears(const at::Tensor& x, const std::vector
   std::vector<const uint16_t*> weight_data;
   for (const auto& p : packed) weight_data.push_back(reinterpret_cast<const uint16_t*>(p.data_ptr<int16_t>()));
 #if defined(__AVX512BF16__)
-  if (m > kRows) {  // several row panels share each weight panel: the FMA units' rate, same bits
+  if (m > kNativeBf16Rows) {
     const auto a = pack_rows<at::BFloat16>(x, steps, bf16_source);
     const float* a_data = a.data_ptr<float>();
     for_each_tile(m, panels, true, [&](const Tile& t) {
