@@ -20,8 +20,8 @@ CPU_CLASS = isa_class(cpu_flags())
 # count (1: 14.5 against oneDNN's packed 20.7 and F.linear's 34.2; 4: 15.5, 25.8, 49.2; 64: 44.9, 60.1, 116.2), yet
 # default mode takes F.linear from 2 to 7 rows, as on the AMX class, so that it still varies with the batch: with
 # oneDNN's there the batch_size and unique_completions controls of suites/tiny.yaml came out bitwise equal. bf16:
-# ours at every row count since our GEMM takes vdpbf16ps at every row count on this class (1: 9.0 against
-# oneDNN's 11.9; 8: 11.3 against 12.0; 64: 26.9 against 28.5); no suite runs our engine in bf16 on a CPU, so default
+# ours at every row count since our GEMM takes vdpbf16ps at every row count on this class (1: 8.2 against
+# oneDNN's 10.9; 8: 11.6 against 12.2; 64: 26.3 against 28.2); no suite runs our engine in bf16 on a CPU, so default
 # mode's bf16 linears need not vary with the batch to keep a control.
 MEASURED_FASTEST: dict[tuple[str, torch.dtype], tuple[tuple[float, str], ...]] = {
     ("amx", torch.float32): ((2, "cpu_canonical"), (8, "torch"), (math.inf, "cpu_canonical")),

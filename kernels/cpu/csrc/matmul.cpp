@@ -8,7 +8,7 @@
 //         "FP32 FMA with daz in, ftz out", the odd element first). CPUs with avx512_bf16 run that
 //         instruction; every other CPU runs the same FMAs under MXCSR DAZ|FTZ, and so do CPUs with AMX above
 //         kRows rows, where the FMAs are the faster (64-2048 rows on an AMX Xeon: 270-300 GFLOP/s against
-//         vdpbf16ps's 180-200; on an AMD EPYC with avx512_bf16 and no AMX, vdpbf16ps at 32-256 rows: 646-719
+//         vdpbf16ps's 180-200; on an AMD EPYC with avx512_bf16 and no AMX, vdpbf16ps at 32-256 rows: 646-754
 //         against 383-411).
 // Vector lanes span output columns only (each lane is one column's own accumulator), never K, so the
 // vector width (8 lanes with AVX2, 16 with AVX-512) cannot change a sum, and every output element is
