@@ -312,3 +312,48 @@ def test_pointwise_op_is_named_and_its_variants_compute_the_same_functions() -> 
 def test_the_build_target_is_known_without_building() -> None:
     """What results files record as cpu_kernels (harness/run/environment.py) is what the built module reports."""
     assert target_isa() == extension().matmul_isa()
+
+
+def row_program_reference(q: np.ndarray, keys: np.ndarray, values: np.ndarray, scale: float) -> np.ndarray:
+    """One (token, head) row in csrc/row_attention.cpp's order, every fp32 operation rounded on its own: dot
+    products with element d in partial sum d % 8, in element order from +0, combined by ((0+4)+(2+6))+((1+5)+(3+7));
+    scores times scale; weights exp(score - max) summed in key order; out[d] the sum in key order from +0 of
+    weight * value, over the total."""
+    lanes = np.zeros((len(keys), 8), np.float32)
+    for d in range(q.shape[0]):
+        lanes[:, d % 8] = lanes[:, d % 8] + q[d] * keys[:, d]
+    dots = ((lanes[:, 0] + lanes[:, 4]) + (lanes[:, 2] + lanes[:, 6])) + (
+        (lanes[:, 1] + lanes[:, 5]) + (lanes[:, 3] + lanes[:, 7]))
+    scores = dots * np.float32(scale)
+    weights = pointwise.exp(torch.from_numpy(scores - scores.max())).numpy()
+    total, out = np.float32(0.0), np.zeros(q.shape[0], np.float32)
+    for weight, value in zip(weights, values):
+        total = np.float32(total + weight)
+        out = out + weight * value
+    return out / total
+
+
+@pytest.mark.parametrize("cache_dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(("heads", "kv_heads", "head_dim"), [(9, 3, 64), (3, 1, 12), (2, 2, 20), (8, 2, 64),
+                                                             (4, 1, 256), (16, 2, 48)])
+def test_row_program_order_is_the_documented_one(heads: int, kv_heads: int, head_dim: int,
+                                                 cache_dtype: torch.dtype) -> None:
+    """Every output element of every row (a causal prefill of 37 tokens: 1 to 37 keys, off the kernel's 4-key
+    stride; groups of 1 to 8 query heads; head dims on and off the vector widths) bitwise equal to the reference."""
+    from bi_bench.kernels import AttentionMetadata, get
+
+    block, length = 16, 37
+    gen = torch.Generator().manual_seed(heads * head_dim)
+    tables = torch.tensor([[5, 2, 7]], dtype=torch.int32)
+    k_cache, v_cache = (torch.randn(8, block, kv_heads, head_dim, generator=gen).to(cache_dtype) for _ in range(2))
+    q = torch.randn(length, heads, head_dim, generator=gen)
+    meta = AttentionMetadata([0, length], [length], tables, block)
+    scale = head_dim ** -0.5
+    out = get("attention", "cpu_row_program").fn(q, k_cache, v_cache, meta, scale).numpy()
+    keys, values = (c[tables[0].long()].flatten(0, 1)[:length].float().numpy() for c in (k_cache, v_cache))
+    for token in range(length):
+        for head in range(heads):
+            kv = head // (heads // kv_heads)
+            expected = row_program_reference(q[token, head].numpy(), keys[:token + 1, kv], values[:token + 1, kv],
+                                             scale)
+            assert np.array_equal(out[token, head], expected), (token, head)

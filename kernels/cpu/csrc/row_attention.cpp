@@ -8,6 +8,7 @@
 #include "canonical_math.h"
 
 #include <ATen/Parallel.h>
+#include <immintrin.h>
 
 #include <algorithm>
 #include <atomic>
@@ -45,6 +46,14 @@ vec_t load(const cache_t* p) {
   if constexpr (std::is_same_v<cache_t, float>) {
     std::memcpy(&v, p, sizeof(v));
   } else if constexpr (std::is_same_v<cache_t, at::BFloat16>) {
+#if defined(__AVX512F__)
+    if constexpr (width == 2 * kLanes) {  // one widening instruction, where the vector extension splits it in two
+      const __m256i halves = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+      const __m512i words = _mm512_slli_epi32(_mm512_cvtepu16_epi32(halves), 16);
+      std::memcpy(&v, &words, sizeof(v));
+      return v;
+    }
+#endif
     using Halves = std::conditional_t<width == kLanes, LaneHalves, PairHalves>;
     using Words = std::conditional_t<width == kLanes, LaneWords, PairWords>;
     Halves halves;
@@ -143,47 +152,82 @@ struct Lookahead {
   }
 };
 
-// out[d] = the sum over keys j, in key order from +0, of weights[j] * v_j[d] (one multiply, one add per key), for
-// `chunks` Pairs of elements held in registers across all the keys; v_j starts at v_cache + key_row[j] + offset.
-template <typename cache_t, int chunks>
-void weighted_sum(const float* weights, const cache_t* v_cache, const std::vector<int64_t>& key_row, int64_t offset,
-                  float* out, Lookahead& ahead) {
-  Pair acc[chunks] = {};
-  for (size_t j = 0; j < key_row.size(); ++j) {
+// The rows' value sums kept in registers at once: kSumRows rows x kSumChunks Pairs of elements, with a key's
+// kSumChunks Pairs of values, within the vector registers (32 with AVX-512, 16 with AVX2, where a Pair takes two).
+constexpr int kSumRows = 4;
+#if defined(__AVX512F__)
+constexpr int kSumChunks = 4;
+#else
+constexpr int kSumChunks = 2;
+#endif
+
+// out[r * dim + d] = the sum over keys j, in key order from +0, of weights[r * keys + j] * v_j[d] (one multiply,
+// one add per key), for `rows` rows of a group and `chunks` Pairs of elements; v_j starts at
+// v_cache + key_row[j] + offset. Each key's values are read and widened once for all the rows; every row's sums are
+// the ones it would make alone.
+template <typename cache_t, int rows, int chunks>
+void weighted_sums(const float* weights, int64_t keys, const cache_t* v_cache, const std::vector<int64_t>& key_row,
+                   int64_t offset, int64_t dim, float* out, Lookahead& ahead) {
+  Pair acc[rows][chunks] = {};
+  for (int64_t j = 0; j < keys; ++j) {
     ahead.step();
     const cache_t* v = v_cache + key_row[j] + offset;
-    for (int c = 0; c < chunks; ++c) acc[c] += weights[j] * load<Pair>(v + c * 2 * kLanes);
-  }
-  std::memcpy(out, acc, sizeof(acc));
-}
-
-constexpr int kMaxChunks = 8;
-
-template <typename cache_t, int chunks = kMaxChunks - 1>
-void weighted_sum_of(int64_t count, const float* weights, const cache_t* v_cache, const std::vector<int64_t>& key_row,
-                     int64_t offset, float* out, Lookahead& ahead) {
-  if constexpr (chunks > 0) {
-    if (count == chunks) return weighted_sum<cache_t, chunks>(weights, v_cache, key_row, offset, out, ahead);
-    weighted_sum_of<cache_t, chunks - 1>(count, weights, v_cache, key_row, offset, out, ahead);
-  }
-}
-
-// The same sums over `dim` elements: whole register tiles, then the leftover Pairs, then the elements past them.
-template <typename cache_t>
-void weighted_sum(const float* weights, const cache_t* v_cache, const std::vector<int64_t>& key_row, int64_t offset,
-                  int64_t dim, float* out, Lookahead& ahead) {
-  constexpr int64_t kPair = 2 * kLanes;
-  int64_t d = 0;
-  for (; d + kMaxChunks * kPair <= dim; d += kMaxChunks * kPair) {
-    weighted_sum<cache_t, kMaxChunks>(weights, v_cache, key_row, offset + d, out + d, ahead);
-  }
-  weighted_sum_of((dim - d) / kPair, weights, v_cache, key_row, offset + d, out + d, ahead);
-  for (d += (dim - d) / kPair * kPair; d < dim; ++d) {
-    float acc = 0.f;
-    for (size_t j = 0; j < key_row.size(); ++j) {
-      acc += weights[j] * static_cast<float>(v_cache[key_row[j] + offset + d]);
+    Pair values[chunks];
+    for (int c = 0; c < chunks; ++c) values[c] = load<Pair>(v + c * 2 * kLanes);
+    for (int r = 0; r < rows; ++r) {
+      for (int c = 0; c < chunks; ++c) acc[r][c] += weights[r * keys + j] * values[c];
     }
-    out[d] = acc;
+  }
+  for (int r = 0; r < rows; ++r) std::memcpy(out + r * dim, acc[r], sizeof(acc[r]));
+}
+
+// weighted_sums() with rows in 1..kSumRows and chunks in 1..kSumChunks given at run time
+template <typename cache_t, int rows = kSumRows, int chunks = kSumChunks>
+void weighted_sums_of(int64_t row_count, int64_t chunk_count, const float* weights, int64_t keys,
+                      const cache_t* v_cache, const std::vector<int64_t>& key_row, int64_t offset, int64_t dim,
+                      float* out, Lookahead& ahead) {
+  if (row_count == rows && chunk_count == chunks) {
+    return weighted_sums<cache_t, rows, chunks>(weights, keys, v_cache, key_row, offset, dim, out, ahead);
+  }
+  if constexpr (chunks > 1) {
+    return weighted_sums_of<cache_t, rows, chunks - 1>(row_count, chunk_count, weights, keys, v_cache, key_row,
+                                                       offset, dim, out, ahead);
+  } else if constexpr (rows > 1) {
+    return weighted_sums_of<cache_t, rows - 1, kSumChunks>(row_count, chunk_count, weights, keys, v_cache, key_row,
+                                                           offset, dim, out, ahead);
+  }
+}
+
+// Passes over the keys, each a Lookahead step per key, that group_weighted_sums() makes for `group` rows of `dim`
+// elements.
+int64_t weighted_sum_passes(int64_t group, int64_t dim) {
+  constexpr int64_t kPair = 2 * kLanes;
+  return (group + kSumRows - 1) / kSumRows * ((dim / kPair + kSumChunks - 1) / kSumChunks);
+}
+
+// The same sums for the `group` rows of a group over all `dim` elements: register tiles of up to kSumRows rows and
+// kSumChunks Pairs, then the elements past the last whole Pair one by one.
+template <typename cache_t>
+void group_weighted_sums(const float* weights, int64_t keys, int64_t group, const cache_t* v_cache,
+                         const std::vector<int64_t>& key_row, int64_t offset, int64_t dim, float* out,
+                         Lookahead& ahead) {
+  constexpr int64_t kPair = 2 * kLanes;
+  const int64_t whole = dim / kPair * kPair;
+  for (int64_t g = 0; g < group; g += kSumRows) {
+    const int64_t rows = std::min<int64_t>(kSumRows, group - g);
+    for (int64_t d = 0; d < whole; d += kSumChunks * kPair) {
+      weighted_sums_of(rows, std::min<int64_t>(kSumChunks, (whole - d) / kPair), weights + g * keys, keys, v_cache,
+                       key_row, offset + d, dim, out + g * dim + d, ahead);
+    }
+    for (int64_t r = g; r < g + rows && whole < dim; ++r) {
+      for (int64_t d = whole; d < dim; ++d) {
+        float acc = 0.f;
+        for (int64_t j = 0; j < keys; ++j) {
+          acc += weights[r * keys + j] * static_cast<float>(v_cache[key_row[j] + offset + d]);
+        }
+        out[r * dim + d] = acc;
+      }
+    }
   }
 }
 
@@ -278,8 +322,8 @@ void attend_group(const float* q, const cache_t* k_cache, const cache_t* v_cache
     for (int64_t j = 0; j < keys; ++j) row[j] = bi_bench::exp(row[j] - max);
     for (int64_t j = 0; j < keys; ++j) total[g] += row[j];
   }
+  group_weighted_sums(scores.data(), keys, group, v_cache, key_row, kv_offset, dim, out, ahead);
   for (int64_t g = 0; g < group; ++g) {
-    weighted_sum(scores.data() + g * keys, v_cache, key_row, kv_offset, dim, out + g * dim, ahead);
     for (int64_t d = 0; d < dim; ++d) out[g * dim + d] /= total[g];
   }
 }
@@ -329,8 +373,9 @@ void attend_all(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor
       if (next < units) keys_of(next, next_rows);
       const bool fetch_next =
           per_unit == heads && next < units && seq_data[token_of(next)] != seq_data[token_of(unit)];
-      // this unit's key loops after the first pass: the later groups' dot products and every row's weighted sum
-      const int64_t keys = static_cast<int64_t>(rows.size()), steps = keys * (per_unit / per_call - 1 + per_unit);
+      // this unit's key loops after the first pass: the later groups' dot products and each group's weighted sums
+      const int64_t keys = static_cast<int64_t>(rows.size()), groups = per_unit / per_call;
+      const int64_t steps = keys * (groups - 1 + groups * weighted_sum_passes(per_call, dim));
       Lookahead ahead = fetch_next ? Lookahead(k_data, v_data, &next_rows, token_stride, steps) : Lookahead();
       for (int64_t row = unit * per_unit; row < (unit + 1) * per_unit; row += per_call) {
         attend_group(q_data + row * dim, k_data, v_data, rows, row % heads / group * dim, dim, per_call,
