@@ -86,9 +86,20 @@ void dots(const float* q, const cache_t* const* keys, int64_t dim, float* out) {
   }
 }
 
+// dots()'s tree on both halves of l at once (a + b is b + a, bit for bit): the first half's sum and the second's.
+inline void pair_trees(Pair l, float& first, float& second) {
+  // lane i of each half, after each line: l[i] + l[i + 4]; then (l[0] + l[4]) + (l[2] + l[6]) in lane 0 and
+  // (l[1] + l[5]) + (l[3] + l[7]) in lane 1; then the two added, dots()'s expression, in lane 0
+  l = l + __builtin_shufflevector(l, l, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11);
+  l = l + __builtin_shufflevector(l, l, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
+  l = l + __builtin_shufflevector(l, l, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
+  first = l[0];
+  second = l[kLanes];
+}
+
 // dots() for two query rows at once, q_pair[c] holding both rows' elements c * kLanes .. (c + 1) * kLanes - 1
 // side by side (dim a multiple of kLanes): each key's chunk read once for both, each half of a Pair one row's
-// partial sums, and dots()'s tree run on both halves together (a + b is b + a, bit for bit).
+// partial sums, and dots()'s tree run on both halves together.
 template <typename cache_t, int count>
 void pair_dots(const Pair* q_pair, const cache_t* const* keys, int64_t dim, float* first, float* second) {
   Pair lanes[count] = {};
@@ -98,16 +109,7 @@ void pair_dots(const Pair* q_pair, const cache_t* const* keys, int64_t dim, floa
       lanes[n] += q_pair[c] * __builtin_shufflevector(k, k, 0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7);
     }
   }
-  for (int n = 0; n < count; ++n) {
-    Pair l = lanes[n];
-    // lane i of each half, after each line: l[i] + l[i + 4]; then (l[0] + l[4]) + (l[2] + l[6]) in lane 0 and
-    // (l[1] + l[5]) + (l[3] + l[7]) in lane 1; then the two added, dots()'s expression, in lane 0
-    l = l + __builtin_shufflevector(l, l, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11);
-    l = l + __builtin_shufflevector(l, l, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
-    l = l + __builtin_shufflevector(l, l, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
-    first[n] = l[0];
-    second[n] = l[kLanes];
-  }
+  for (int n = 0; n < count; ++n) pair_trees(lanes[n], first[n], second[n]);
 }
 
 // q rows g and g + 1 of a group as pair_dots() reads them.
@@ -115,6 +117,54 @@ void pair_rows(const float* q, int64_t dim, Pair* q_pair) {
   for (int64_t c = 0; c < dim / kLanes; ++c) {
     const Lanes a = load<Lanes>(q + c * kLanes), b = load<Lanes>(q + dim + c * kLanes);
     q_pair[c] = __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  }
+}
+
+// The most row pairs group_dots() takes, within the vector registers: 4 keys x kMaxDotPairs Pairs of partial sums
+// and 2 for an odd row.
+constexpr int kMaxDotPairs = 4;
+
+// dots() of a group's rows with kKeysAtOnce keys, each key's chunk read and widened once for all of them: rows
+// 2p and 2p + 1 side by side against the chunk twice, as pair_dots() takes them, and an odd last row, held twice
+// in q_twice, against two keys' chunks side by side. q_pairs: pair_rows() of each pair, then the odd row's
+// q_twice; products[r * kKeysAtOnce + n]: row r with key n.
+template <typename cache_t, int pairs, bool odd>
+void group_dots(const Pair* q_pairs, const cache_t* const* keys, int64_t dim, float* products) {
+  const int64_t chunks = dim / kLanes;
+  const Pair* q_twice = q_pairs + pairs * chunks;
+  Pair lanes[pairs + 1][kKeysAtOnce] = {};  // [pairs]: the odd row's key pairs
+  for (int64_t c = 0; c < chunks; ++c) {
+    Lanes k[kKeysAtOnce];
+    for (int n = 0; n < kKeysAtOnce; ++n) k[n] = load<Lanes>(keys[n] + c * kLanes);
+    for (int n = 0; n < kKeysAtOnce; ++n) {
+      const Pair twice = __builtin_shufflevector(k[n], k[n], 0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7);
+      for (int p = 0; p < pairs; ++p) lanes[p][n] += q_pairs[p * chunks + c] * twice;
+    }
+    if constexpr (odd) {
+      for (int n = 0; n < kKeysAtOnce / 2; ++n) {
+        lanes[pairs][n] += q_twice[c] * __builtin_shufflevector(k[2 * n], k[2 * n + 1], 0, 1, 2, 3, 4, 5, 6, 7, 8, 9,
+                                                                10, 11, 12, 13, 14, 15);
+      }
+    }
+  }
+  for (int p = 0; p < pairs; ++p) {
+    for (int n = 0; n < kKeysAtOnce; ++n) {
+      pair_trees(lanes[p][n], products[2 * p * kKeysAtOnce + n], products[(2 * p + 1) * kKeysAtOnce + n]);
+    }
+  }
+  for (int n = 0; n < kKeysAtOnce / 2 && odd; ++n) {
+    pair_trees(lanes[pairs][n], products[2 * pairs * kKeysAtOnce + 2 * n],
+               products[2 * pairs * kKeysAtOnce + 2 * n + 1]);
+  }
+}
+
+// group_dots() for `group` rows (1 to 2 * kMaxDotPairs + 1) given at run time
+template <typename cache_t, int pairs = kMaxDotPairs>
+void group_dots_of(int64_t group, const Pair* q_pairs, const cache_t* const* keys, int64_t dim, float* products) {
+  if (group == 2 * pairs + 1) return group_dots<cache_t, pairs, true>(q_pairs, keys, dim, products);
+  if constexpr (pairs > 0) {
+    if (group == 2 * pairs) return group_dots<cache_t, pairs, false>(q_pairs, keys, dim, products);
+    group_dots_of<cache_t, pairs - 1>(group, q_pairs, keys, dim, products);
   }
 }
 
@@ -272,11 +322,20 @@ void attend_group(const float* q, const cache_t* k_cache, const cache_t* v_cache
   scores.resize(group * keys);
   std::vector<float> row_max(group, -std::numeric_limits<float>::infinity()), total(group, 0.f);
   const cache_t* k[kKeysAtOnce];
-  float products[kKeysAtOnce], second[kKeysAtOnce];
-  // rows taken two at a time, where the head's elements fill whole Lanes
-  const int64_t pairs = dim % kLanes == 0 ? group / 2 * 2 : 0;
-  q_pairs.resize(pairs / 2 * (dim / kLanes));
-  for (int64_t g = 0; g < pairs; g += 2) pair_rows(q + g * dim, dim, q_pairs.data() + g / 2 * (dim / kLanes));
+  float products[kKeysAtOnce], second[kKeysAtOnce], group_products[(2 * kMaxDotPairs + 1) * kKeysAtOnce];
+  // rows taken two at a time, where the head's elements fill whole Lanes; whole key strides of a group that
+  // group_dots() holds take all its rows at once (an odd last row twice over, after the pairs)
+  const int64_t pairs = dim % kLanes == 0 ? group / 2 * 2 : 0, chunks = dim / kLanes;
+  const bool all_rows_at_once = dim % kLanes == 0 && group <= 2 * kMaxDotPairs + 1;
+  q_pairs.resize((pairs / 2 + (all_rows_at_once && group % 2 == 1)) * chunks);
+  for (int64_t g = 0; g < pairs; g += 2) pair_rows(q + g * dim, dim, q_pairs.data() + g / 2 * chunks);
+  if (all_rows_at_once && group % 2 == 1) {
+    const float* last = q + (group - 1) * dim;
+    for (int64_t c = 0; c < chunks; ++c) {
+      const Lanes a = load<Lanes>(last + c * kLanes);
+      q_pairs[pairs / 2 * chunks + c] = __builtin_shufflevector(a, a, 0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7);
+    }
+  }
   for (int64_t j = 0; j < keys;) {
     const int64_t count = std::min<int64_t>(kKeysAtOnce, keys - j);
     if (fetch_length == 0) {
@@ -293,6 +352,12 @@ void attend_group(const float* q, const cache_t* k_cache, const cache_t* v_cache
         row_max[g] = std::max(row_max[g], score);
       }
     };
+    if (count == kKeysAtOnce && all_rows_at_once) {
+      group_dots_of(group, q_pairs.data(), k, dim, group_products);
+      for (int64_t g = 0; g < group; ++g) record(g, group_products + g * kKeysAtOnce);
+      j += count;
+      continue;
+    }
     int64_t g = 0;
     for (; g < pairs; g += 2) {
       const Pair* q_pair = q_pairs.data() + g / 2 * (dim / kLanes);
