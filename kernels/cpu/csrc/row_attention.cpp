@@ -1,9 +1,12 @@
 // Paged causal attention in which every (query token, head) row owns its whole reduction.
 //
-// Every row walks its own keys in position order: dot products over head_dim in a fixed order, an exact max,
-// then exp-weighted sums in key order (each weight's exp computed alone, the weights and the values summed in
-// key order). Nothing depends on which other rows share the call, so the result
-// is the same alone or batched, in prefill or decode, chunked or read from a cached prefix.
+// Every row walks its own keys in position order: dot products over head_dim in a fixed order (element d into
+// partial sum d % 8, in element order from +0, then ((0 + 4) + (2 + 6)) + ((1 + 5) + (3 + 7))), times the scale,
+// an exact max, then exp-weighted sums in key order (each weight's exp computed alone, the weights and the values
+// summed in key order from +0), and each output element divided by the total once. The query heads of one KV head
+// share each key's reads, never an operation. Nothing depends on which other rows share the call, so the result
+// is the same alone or batched, in prefill or decode, chunked or read from a cached prefix
+// (tests/kernels/test_canonical_kernels.py pins every element against a reference of this order).
 #include "canonical.h"
 #include "canonical_math.h"
 
