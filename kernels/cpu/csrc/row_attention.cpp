@@ -123,9 +123,16 @@ void pair_rows(const float* q, int64_t dim, Pair* q_pair) {
   }
 }
 
-// The most row pairs group_dots() takes, within the vector registers: 4 keys x kMaxDotPairs Pairs of partial sums
-// and 2 for an odd row.
+// The most row pairs group_dots() takes, within AVX-512's 32 vector registers: 4 keys x kMaxDotPairs Pairs of
+// partial sums and 2 for an odd row. With AVX2's 16, where a Pair takes two, even one pair and an odd row spill
+// (30 layers x 64 rows x 192 keys, the avx2 build: 66-76 -> 101-110 ms), so there a group's rows take the keys
+// a pair at a time.
 constexpr int kMaxDotPairs = 4;
+#if defined(__AVX512F__)
+constexpr bool kDotsOfAllRows = true;
+#else
+constexpr bool kDotsOfAllRows = false;
+#endif
 
 // dots() of a group's rows with kKeysAtOnce keys, each key's chunk read and widened once for all of them: rows
 // 2p and 2p + 1 side by side against the chunk twice, as pair_dots() takes them, and an odd last row, held twice
@@ -205,13 +212,13 @@ struct Lookahead {
   }
 };
 
-// The rows' value sums kept in registers at once: kSumRows rows x kSumChunks Pairs of elements, with a key's
-// kSumChunks Pairs of values, within the vector registers (32 with AVX-512, 16 with AVX2, where a Pair takes two).
-constexpr int kSumRows = 4;
+// The rows' value sums kept in registers at once: kSumRows rows x kSumChunks Pairs of elements (30 layers x 64 rows
+// x 192 keys: with AVX-512 4 x 4 against one row at a time, bf16 17.1-18.9 -> 16.2-17.0 ms; with the avx2 build,
+// whose 16 registers hold half as much, 2 x 4 against one row, bf16 71-72 -> 60 ms, fp32 72 -> 67).
 #if defined(__AVX512F__)
-constexpr int kSumChunks = 4;
+constexpr int kSumRows = 4, kSumChunks = 4;
 #else
-constexpr int kSumChunks = 2;
+constexpr int kSumRows = 2, kSumChunks = 4;
 #endif
 
 // out[r * dim + d] = the sum over keys j, in key order from +0, of weights[r * keys + j] * v_j[d] (one multiply,
@@ -329,7 +336,7 @@ void attend_group(const float* q, const cache_t* k_cache, const cache_t* v_cache
   // rows taken two at a time, where the head's elements fill whole Lanes; whole key strides of a group that
   // group_dots() holds take all its rows at once (an odd last row twice over, after the pairs)
   const int64_t pairs = dim % kLanes == 0 ? group / 2 * 2 : 0, chunks = dim / kLanes;
-  const bool all_rows_at_once = dim % kLanes == 0 && group <= 2 * kMaxDotPairs + 1;
+  const bool all_rows_at_once = kDotsOfAllRows && dim % kLanes == 0 && group <= 2 * kMaxDotPairs + 1;
   q_pairs.resize((pairs / 2 + (all_rows_at_once && group % 2 == 1)) * chunks);
   for (int64_t g = 0; g < pairs; g += 2) pair_rows(q + g * dim, dim, q_pairs.data() + g / 2 * chunks);
   if (all_rows_at_once && group % 2 == 1) {
