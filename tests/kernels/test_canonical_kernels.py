@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from bi_bench.kernels import AttentionMetadata, get
 from bi_bench.kernels.cpu import pointwise
 from bi_bench.kernels.cpu.extension import ISA_VARIABLE, extension, target_isa
 from bi_bench.kernels.cpu.matmul import canonical_mm, linear_min_rows
@@ -124,7 +125,7 @@ def test_matmul_fp32_order_is_one_fma_per_k_in_k_order() -> None:
         assert acc == np.float32(out[m, n].item()), (m, n)
 
 
-@pytest.mark.parametrize("rows", [3, 20])  # 20: above kWidenAbove, FMAs on fp32 copies of the weight panels
+@pytest.mark.parametrize("rows", [3, 20])  # 20: above one tile, the FMA path on AMX builds (kNativeBf16Rows)
 def test_matmul_bf16_order_is_vdpbf16ps(rows: int) -> None:
     """Odd element of each K pair first, K padded to even, denormals in as zero and out as zero."""
     x, weight = uniform(rows, 41, seed=9).bfloat16(), uniform(37, 41, seed=10).bfloat16()
@@ -340,8 +341,6 @@ def test_row_program_order_is_the_documented_one(heads: int, kv_heads: int, head
                                                  cache_dtype: torch.dtype) -> None:
     """Every output element of every row (a causal prefill of 37 tokens: 1 to 37 keys, off the kernel's 4-key
     stride; groups of 1 to 8 query heads; head dims on and off the vector widths) bitwise equal to the reference."""
-    from bi_bench.kernels import AttentionMetadata, get
-
     block, length = 16, 37
     gen = torch.Generator().manual_seed(heads * head_dim)
     tables = torch.tensor([[5, 2, 7]], dtype=torch.int32)
