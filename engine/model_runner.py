@@ -13,6 +13,7 @@ from bi_bench.engine.distributed.torchrun import TorchrunPeers
 from bi_bench.engine.distributed.weight_update import RankMessage, WeightUpdate
 from bi_bench.engine.distributed.worker_pool import WorkerPool
 from bi_bench.engine.forward_batch import StepInputs
+from bi_bench.engine.host_memory import keep_step_buffers
 from bi_bench.engine.kernel_set import KernelSet
 from bi_bench.engine.kv_cache import blocks_in_gpu_memory, warm_up_step, zeroed_cache
 from bi_bench.engine.layers.attention import PagedAttention
@@ -38,6 +39,8 @@ class ModelRunner:
     def __init__(self, config: EngineConfig, source: ModelSource, rank: int = 0,
                  process_group: dist.ProcessGroup | None = None) -> None:
         self.config = config
+        if config.device == "cpu":
+            keep_step_buffers()
         self.kernels = KernelSet.choose(config.device, config.torch_dtype, config.mode, config.kernels)
         chunks = TP_INVARIANT_CHUNKS if config.mode == "tp-invariant" else 1
         self.process_group = process_group
