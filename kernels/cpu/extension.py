@@ -22,7 +22,7 @@ from bi_bench.kernels.cpu.isa import cpu_flags
 CSRC = Path(__file__).with_name("csrc")
 SOURCES = ["bindings.cpp", "matmul.cpp", "pointwise.cpp", "rmsnorm.cpp", "rotary.cpp", "log_softmax.cpp", "cumsum.cpp",
            "row_attention.cpp", "phase_attention.cpp", "decoder_layer.cpp"]
-HEADERS = ["canonical.h", "canonical_math.h", "row_max.h", "rows.h"]
+HEADERS = ["bf16.h", "canonical.h", "canonical_math.h", "row_max.h", "rows.h"]
 ISA_VARIABLE = "BI_BENCH_CPU_ISA"
 ISA_FLAGS = {"native": ["-march=native"], "avx2": ["-mavx2", "-mfma", "-mno-avx512f"]}
 # fp-contract off: every multiply and add rounds on its own unless the source says fma, whatever the

@@ -20,6 +20,7 @@
 // [panel][pair][column][2] for the native bf16 instruction); each bf16 call packs x into micro-panels of kRows
 // rows the same way (fp32 x is read where it lies), and a register tile of kRows x kCols accumulators walks the
 // steps.
+#include "bf16.h"
 #include "canonical.h"
 
 #include <ATen/Parallel.h>
@@ -41,7 +42,7 @@ using Vec = __m512;
 inline Vec zeros() { return _mm512_setzero_ps(); }
 inline Vec load(const float* p) { return _mm512_loadu_ps(p); }
 inline Vec load(const uint16_t* p) {  // 16 bf16 -> fp32 (exact: the bits move up by 16)
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)p)), 16));
+  return bi_bench::widened(_mm256_loadu_si256((const __m256i*)p));
 }
 inline void store(float* p, Vec v) { _mm512_storeu_ps(p, v); }
 inline Vec broadcast(float x) { return _mm512_set1_ps(x); }
@@ -52,7 +53,7 @@ using Vec = __m256;
 inline Vec zeros() { return _mm256_setzero_ps(); }
 inline Vec load(const float* p) { return _mm256_loadu_ps(p); }
 inline Vec load(const uint16_t* p) {
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)p)), 16));
+  return bi_bench::widened(_mm_loadu_si128((const __m128i*)p));
 }
 inline void store(float* p, Vec v) { _mm256_storeu_ps(p, v); }
 inline Vec broadcast(float x) { return _mm256_set1_ps(x); }

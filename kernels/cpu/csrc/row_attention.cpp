@@ -7,6 +7,7 @@
 // share each key's reads, never an operation. Nothing depends on which other rows share the call, so the result
 // is the same alone or batched, in prefill or decode, chunked or read from a cached prefix
 // (tests/kernels/test_canonical_kernels.py pins every element against a reference of this order).
+#include "bf16.h"
 #include "canonical.h"
 #include "canonical_math.h"
 #include "row_max.h"
@@ -52,17 +53,15 @@ vec_t load(const cache_t* p) {
     // one widening instruction, where the vector extension splits it in pieces
 #if defined(__AVX512F__)
     if constexpr (width == 2 * kLanes) {
-      const __m256i halves = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-      const __m512i words = _mm512_slli_epi32(_mm512_cvtepu16_epi32(halves), 16);
-      std::memcpy(&v, &words, sizeof(v));
+      const __m512 values = bi_bench::widened(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+      std::memcpy(&v, &values, sizeof(v));
       return v;
     }
 #endif
 #if defined(__AVX2__)
     if constexpr (width == kLanes) {
-      const __m128i halves = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-      const __m256i words = _mm256_slli_epi32(_mm256_cvtepu16_epi32(halves), 16);
-      std::memcpy(&v, &words, sizeof(v));
+      const __m256 values = bi_bench::widened(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+      std::memcpy(&v, &values, sizeof(v));
       return v;
     }
 #endif
@@ -89,10 +88,10 @@ Pair load_twice(const cache_t* p) {
     std::memcpy(&v, &twice, sizeof(v));
     return v;
   } else if constexpr (std::is_same_v<cache_t, at::BFloat16>) {
-    const __m256i halves = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-    const __m512i words = _mm512_slli_epi32(_mm512_cvtepu16_epi32(halves), 16);
+    const __m512 values =
+        bi_bench::widened(_mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
     Pair v;
-    std::memcpy(&v, &words, sizeof(v));
+    std::memcpy(&v, &values, sizeof(v));
     return v;
   }
 #endif
