@@ -9,7 +9,6 @@
 #include "row_max.h"
 #include "rows.h"
 
-
 namespace {
 
 constexpr int kLanes = 16;

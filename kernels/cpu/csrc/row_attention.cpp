@@ -390,10 +390,7 @@ void attend_group(const float* q, const cache_t* k_cache, const cache_t* v_cache
   for (int64_t g = 0; g < pairs; g += 2) pair_rows(q + g * dim, dim, q_pairs.data() + g / 2 * chunks);
   if (all_rows_at_once && group % 2 == 1) {
     const float* last = q + (group - 1) * dim;
-    for (int64_t c = 0; c < chunks; ++c) {
-      const Lanes a = load<Lanes>(last + c * kLanes);
-      q_pairs[pairs / 2 * chunks + c] = __builtin_shufflevector(a, a, 0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7);
-    }
+    for (int64_t c = 0; c < chunks; ++c) q_pairs[pairs / 2 * chunks + c] = load_twice(last + c * kLanes);
   }
   for (int64_t j = 0; j < keys;) {
     const int64_t count = std::min<int64_t>(kKeysAtOnce, keys - j);
