@@ -30,6 +30,17 @@ class KernelVariant:
     # matmul only: fused(x, weights, biases) runs several linears that share x in one call, each output with the
     # bits fn(x, weight, bias) gives it alone (`fuses` registers it; `linears` falls back to one call each).
     fused: Callable | None = None
+    # log_softmax only: greedy(logits) -> (tokens, logprobs), each row's first maximal index (torch.max's) and fn's
+    # value there, without writing the rows' log_softmax (`fuses(name, "log_softmax", "greedy")` registers it;
+    # `greedy_pick` falls back to torch.max and fn).
+    greedy: Callable | None = None
+
+    def greedy_pick(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.greedy is not None:
+            return self.greedy(logits)
+        logits = logits.float()
+        tokens = logits.max(dim=-1).indices
+        return tokens, self.fn(logits).gather(1, tokens[:, None])[:, 0]
 
     def linears(self, x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor | None]
                 ) -> list[torch.Tensor]:
@@ -79,11 +90,12 @@ def register(op: str, name: str, *, devices: tuple[str, ...], batch_invariant: b
     return wrap
 
 
-def fuses(name: str, op: str = "matmul") -> Callable[[Callable], Callable]:
-    """Decorator: `fn` is variant `name`'s fused form (KernelVariant.fused); register the variant first."""
+def fuses(name: str, op: str = "matmul", form: str = "fused") -> Callable[[Callable], Callable]:
+    """Decorator: `fn` is variant `name`'s fused form (KernelVariant.fused, or the field `form` names); register the
+    variant first."""
 
     def wrap(fn: Callable) -> Callable:
-        _REGISTRY.variants[op][name] = replace(_REGISTRY.variants[op][name], fused=fn)
+        _REGISTRY.variants[op][name] = replace(_REGISTRY.variants[op][name], **{form: fn})
         return fn
 
     return wrap

@@ -37,6 +37,10 @@ class Sampler:
         self.ops = pointwise.fn
 
     def __call__(self, logits: torch.Tensor, requests: list[SampleRequest]) -> tuple[list[int], list[float], list[float]]:
+        if all(r.params.greedy and r.target is None for r in requests):
+            # a greedy row's processed logprobs are its raw ones; the same token and bits as the path below
+            tokens, logprobs = self.log_softmax.greedy_pick(logits)
+            return tokens.tolist(), logprobs.tolist(), logprobs.tolist()
         logits = logits.float()
         raw = self.log_softmax.fn(logits)
         processed = self.process(logits, raw, [r.params for r in requests])

@@ -20,9 +20,9 @@ from platformdirs import user_cache_dir
 from bi_bench.kernels.cpu.isa import cpu_flags
 
 CSRC = Path(__file__).with_name("csrc")
-SOURCES = ["bindings.cpp", "matmul.cpp", "pointwise.cpp", "rmsnorm.cpp", "rotary.cpp", "log_softmax.cpp", "cumsum.cpp",
-           "row_attention.cpp", "phase_attention.cpp", "decoder_layer.cpp"]
-HEADERS = ["bf16.h", "canonical.h", "canonical_math.h", "row_max.h", "rows.h"]
+SOURCES = ["bindings.cpp", "matmul.cpp", "pointwise.cpp", "rmsnorm.cpp", "rotary.cpp", "log_softmax.cpp", "greedy.cpp",
+           "cumsum.cpp", "row_attention.cpp", "phase_attention.cpp", "decoder_layer.cpp"]
+HEADERS = ["bf16.h", "canonical.h", "canonical_math.h", "log_total.h", "row_max.h", "rows.h"]
 ISA_VARIABLE = "BI_BENCH_CPU_ISA"
 ISA_FLAGS = {"native": ["-march=native"], "avx2": ["-mavx2", "-mfma", "-mno-avx512f"]}
 # fp-contract off: every multiply and add rounds on its own unless the source says fma, whatever the

@@ -6,7 +6,7 @@ import torch
 from bi_bench.kernels.cpu.extension import extension
 from bi_bench.kernels.generic import primitives
 from bi_bench.kernels.generic.tiling import row_tiled
-from bi_bench.kernels.registry import register
+from bi_bench.kernels.registry import fuses, register
 
 TILE_ROWS = 8
 
@@ -17,6 +17,11 @@ TILE_ROWS = 8
           preferred_for=("invariant",))
 def log_softmax_canonical(x: torch.Tensor) -> torch.Tensor:
     return extension().log_softmax(x)
+
+
+@fuses("cpu_canonical", "log_softmax", "greedy")
+def greedy_canonical(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return extension().greedy(logits)
 
 
 @register("log_softmax", "cpu_tiled", devices=("cpu",), batch_invariant=True,

@@ -72,3 +72,18 @@ def test_scoring_a_given_token() -> None:
     request = SampleRequest(SamplingParams(temperature=0.0), 0, 0, target=7)
     tokens, processed, raw = SAMPLER(logits, [request])
     assert tokens == [7] and raw[0] == torch.log_softmax(logits[0], -1)[7].item()
+
+
+def test_greedy_rows_keep_their_bits_beside_sampled_rows() -> None:
+    """An all-greedy batch takes the log_softmax variant's greedy pick; a greedy row beside a sampled one takes the
+    full log_softmax and torch.max: the same token and logprob bits either way, with ties and a NaN row."""
+    sampler = Sampler(get("log_softmax", "cpu_canonical"), get("pointwise", "cpu_canonical"))
+    logits = torch.randn(6, 4099, generator=torch.Generator().manual_seed(3)) * 8
+    logits[1, 4098] = logits[1, 17] = logits[1].max() + 1.0
+    logits[2, 100] = math.nan
+    greedy = SampleRequest(SamplingParams(temperature=0.0), 0, 0)
+    alone = sampler(logits, [greedy] * 6)
+    mixed = sampler(torch.cat([logits, logits[:1]]), [greedy] * 6 + [SampleRequest(SamplingParams(temperature=0.7), 1, 0)])
+    assert alone[0] == mixed[0][:6] and alone[0][1] == 17 and alone[0][2] == 100
+    bits = lambda values: torch.tensor(values).view(torch.int32)  # noqa: E731  (fp32 -> Python float -> fp32 is exact)
+    assert torch.equal(bits(alone[1] + alone[2]), bits(mixed[1][:6] + mixed[2][:6]))

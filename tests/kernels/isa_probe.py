@@ -35,6 +35,7 @@ def op_digests() -> dict[str, str]:
         digests[name] = sha(getattr(pointwise, name)(x.abs() if name == "log" else x))
     digests["pow_scalar"] = sha(pointwise.pow_scalar(10000.0, torch.arange(0, 128, 2).float() / 128))
     digests["log_softmax"] = sha(extension().log_softmax(x))
+    digests["greedy"] = sha(torch.cat([t.float() for t in extension().greedy(x)]))
     digests["cumsum"] = sha(pointwise.cumsum_last(x))
     digests["random_weights"] = sha(uniform_weights(torch.Size([10_000]), 0.03, torch.Generator().manual_seed(5)))
     return digests

@@ -204,6 +204,36 @@ def test_log_softmax_max_is_the_rows_wherever_it_sits() -> None:
     assert torch.equal(out.view(torch.int32), out_flipped.view(torch.int32))
 
 
+def test_greedy_pick_is_log_softmax_at_torch_max() -> None:
+    """The greedy pick's token is torch.max's index (the first maximal element; the first NaN where the row holds
+    one) and its logprob log_softmax's bits there, from fp32, bf16 and fp16 rows, at widths short of and past 16
+    lanes, for ties, NaNs, infinities and signed zeros, alone or batched at any thread count. Control: the same
+    pick through torch's log_softmax gives other bits."""
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        for width in (1, 16, 33, 49152):
+            x = uniform(10, width, seed=width, scale=20.0).to(dtype)
+            x[1, width - 1] = x[1].max()  # a tie, the last one at the end
+            x[2, :] = x[2, 0]
+            x[3, :] = -math.inf
+            x[4, width // 2] = math.inf
+            x[5, width // 2] = math.nan
+            x[6, 0] = math.nan
+            x[7, :] = -0.0
+            x[7, width - 1] = 0.0
+            tokens, logprobs = extension().greedy(x)
+            expected = x.float().max(dim=-1).indices
+            assert torch.equal(tokens, expected)
+            at_max = extension().log_softmax(x).gather(1, expected[:, None])[:, 0]
+            assert torch.equal(logprobs.view(torch.int32), at_max.view(torch.int32))
+            alone = [extension().greedy(row[None]) for row in x]
+            assert torch.equal(torch.cat([lp for _, lp in alone]).view(torch.int32), logprobs.view(torch.int32))
+            assert at_threads(3, lambda: torch.equal(extension().greedy(x)[1].view(torch.int32),
+                                                     logprobs.view(torch.int32)))
+    x = uniform(64, 49152, seed=2, scale=20.0)
+    torch_pick = torch.log_softmax(x, -1).gather(1, x.max(dim=-1).indices[:, None])[:, 0]
+    assert not torch.equal(torch_pick, extension().greedy(x)[1])
+
+
 def test_rope_tables_are_float64_rounded_once() -> None:
     x = torch.arange(0, 4096).float()[:, None] * (1.0 / pointwise.pow_scalar(10000.0, torch.arange(0, 64, 2).float() / 64))
     assert torch.equal(pointwise.cos(x), x.double().cos().float())

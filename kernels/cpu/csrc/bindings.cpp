@@ -17,6 +17,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("halving_rmsnorm", &halving_rmsnorm);
   m.def("apply_rotary", &apply_rotary);
   m.def("log_softmax", &canonical_log_softmax);
+  m.def("greedy", &canonical_greedy);
   m.def("cumsum", &canonical_cumsum);
   m.def("row_attention", &row_attention);
   pybind11::class_<LlamaLayer, std::shared_ptr<LlamaLayer>>(m, "LlamaLayer")

@@ -36,6 +36,9 @@ std::tuple<at::Tensor, at::Tensor> apply_rotary(const at::Tensor& q, const at::T
 // log_softmax.cpp
 at::Tensor canonical_log_softmax(const at::Tensor& x);
 
+// greedy.cpp
+std::tuple<at::Tensor, at::Tensor> canonical_greedy(const at::Tensor& logits);
+
 // cumsum.cpp
 at::Tensor canonical_cumsum(const at::Tensor& x);
 
