@@ -141,6 +141,23 @@ def test_matmul_bf16_order_is_vdpbf16ps(rows: int) -> None:
         assert torch.tensor(float(acc)).bfloat16().item() == out[m, n].item(), (m, n)
 
 
+@pytest.mark.parametrize("rows", [2, 20])
+def test_matmul_bf16_output_is_the_fp32_sum_rounded_once_to_nearest_even(rows: int) -> None:
+    """The tiles round their fp32 sums to bf16 as c10::BFloat16 does: ties to even (both ways), a NaN as 0x7FC0,
+    in every column (vectors and a partial panel's tail). Each row's sum 1 + t is exact in fp32 (x = [1, t],
+    weights 1), and in bf16 a tie, below or above half an ulp (2^-7 in [1, 2)). Control: truncation differs."""
+    tails = [2.0 ** -8, 3 * 2.0 ** -8, 2.0 ** -9, 3 * 2.0 ** -9, 2.0 ** -8 + 2.0 ** -15, 0.0, -(2.0 ** -8)]
+    rounded = [0x3F80, 0x3F82, 0x3F80, 0x3F81, 0x3F81, 0x3F80, 0x3F7F, 0x7FC0]
+    truncated = [0x3F80, 0x3F81, 0x3F80, 0x3F80, 0x3F80, 0x3F80, 0x3F7F, 0x7FC0]
+    pairs = [[1.0, t] for t in tails] + [[math.nan, 0.0]]
+    x = torch.tensor((pairs * 3)[:rows], dtype=torch.bfloat16)
+    out = canonical_mm(x, torch.ones(37, 2, dtype=torch.bfloat16)).view(torch.int16)
+    assert bool((out == out[:, :1]).all())
+    expected = torch.tensor((rounded * 3)[:rows], dtype=torch.int16)
+    assert torch.equal(out[:, 0], expected) and expected.tolist() != (truncated * 3)[:rows]
+    assert rounded[:-1] == [int(torch.tensor(1.0 + t).bfloat16().view(torch.int16)) for t in tails]
+
+
 @pytest.mark.parametrize("rows", [1, 20])
 def test_matmul_bf16_flushes_denormal_results(rows: int) -> None:
     x = torch.tensor([[2.0 ** -70, 0.0]], dtype=torch.bfloat16)

@@ -10,6 +10,8 @@
 //         kRows rows, where the FMAs are the faster (64-2048 rows on an AMX Xeon: 270-300 GFLOP/s against
 //         vdpbf16ps's 180-200; on an AMD EPYC with avx512_bf16 and no AMX, vdpbf16ps at 32-256 rows: 646-754
 //         against 383-411).
+//   bf16 x: each fp32 sum rounded once to bf16, to nearest even as c10::BFloat16 rounds (a NaN: 0x7FC0), in the
+//         tile's store.
 // Vector lanes span output columns only (each lane is one column's own accumulator), never K, so the
 // vector width (8 lanes with AVX2, 16 with AVX-512) cannot change a sum, and every output element is
 // computed from start to end by one thread.
@@ -114,17 +116,30 @@ struct Fetch {
   }
 };
 
+// Where a tile's first output goes: an fp32 output, or a bf16 one (bf16 x), whose elements are the fp32 sums rounded
+// once in the tile's store (as torch's .to(bfloat16) would round them afterwards, without the fp32 tensor between).
+struct Out {
+  float* f32 = nullptr;
+  uint16_t* bf16 = nullptr;
+  Out at(int64_t offset) const { return f32 ? Out{f32 + offset, nullptr} : Out{nullptr, bf16 + offset}; }
+};
+
 // acc[r][2g], acc[r][2g + 1]: row r, panel g's two vectors; only the last panel may be partial (cols < kCols)
 template <int rows, int panels, typename vec_t, typename store_fn>
-void store_tile(vec_t (&acc)[rows][2 * panels], float* out, int64_t ld, int64_t cols, store_fn store_vec) {
+void store_tile(vec_t (&acc)[rows][2 * panels], Out out, int64_t ld, int64_t cols, store_fn store_vec) {
   alignas(64) float buffer[kCols];
   for (int r = 0; r < rows; ++r) {
     for (int g = 0; g < panels; ++g) {
       const bool partial = g == panels - 1 && cols != kCols;
-      float* dst = partial ? buffer : out + r * ld + g * kCols;
+      const Out to = out.at(r * ld + g * kCols);
+      float* dst = partial || !to.f32 ? buffer : to.f32;
       store_vec(dst, acc[r][2 * g]);
       store_vec(dst + kLanes, acc[r][2 * g + 1]);
-      if (partial) std::memcpy(out + r * ld + g * kCols, buffer, cols * sizeof(float));
+      if (to.bf16) {
+        bi_bench::round_to_bf16(buffer, to.bf16, partial ? cols : kCols);
+      } else if (partial) {
+        std::memcpy(to.f32, buffer, cols * sizeof(float));
+      }
     }
   }
 }
@@ -146,7 +161,7 @@ struct Operand {
 // is the same.
 template <int rows, int panels, typename weight_t>
 void tile(const float* a, int64_t step, int64_t row, const weight_t* b, int64_t panel_stride, int64_t steps,
-          float* out, int64_t ld, int64_t cols, Fetch fetch) {
+          Out out, int64_t ld, int64_t cols, Fetch fetch) {
   Vec acc[rows][2 * panels];
   for (int r = 0; r < rows; ++r) {
     for (int v = 0; v < 2 * panels; ++v) acc[r][v] = zeros();
@@ -169,7 +184,7 @@ void tile(const float* a, int64_t step, int64_t row, const weight_t* b, int64_t 
 #if defined(__AVX512BF16__)
 // The native instruction: a: [pairs][kRows] bf16 pairs as uint32, b: [pairs][kCols][2] bf16 per panel.
 template <int rows, int panels>
-void tile_dpbf16(const uint32_t* a, const uint16_t* b, int64_t panel_stride, int64_t pairs, float* out, int64_t ld,
+void tile_dpbf16(const uint32_t* a, const uint16_t* b, int64_t panel_stride, int64_t pairs, Out out, int64_t ld,
                  int64_t cols, Fetch fetch) {
   __m512 acc[rows][2 * panels];
   for (int r = 0; r < rows; ++r) {
@@ -197,7 +212,7 @@ void tile_dpbf16(const uint32_t* a, const uint16_t* b, int64_t panel_stride, int
 // DAZ|FTZ these are vdpbf16ps's bits (the AVX2 build's FMAs) at the FMA units' rate, for a few widening
 // instructions that several rows amortize.
 template <int rows, int panels>
-void tile_pairs_fma(const float* a, const uint16_t* b, int64_t panel_stride, int64_t pairs, float* out, int64_t ld,
+void tile_pairs_fma(const float* a, const uint16_t* b, int64_t panel_stride, int64_t pairs, Out out, int64_t ld,
                     int64_t cols, Fetch fetch) {
   const __m512i high_half = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
   __m512 acc[rows][2 * panels];
@@ -420,23 +435,21 @@ std::vector<at::Tensor> canonical_linears(const at::Tensor& x, const std::vector
   TORCH_CHECK(x.dim() == 2 && x.is_contiguous(), "canonical_linears: x must be contiguous [M, K]");
   TORCH_CHECK(packed.size() == widths.size(), "canonical_linears: one width per packed weight");
   const int64_t m = x.size(0), k = x.size(1);
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16,
+              "canonical_linears: float32 or bfloat16 x");
+  const bool bf16_out = x.scalar_type() == at::kBFloat16;
   std::vector<at::Tensor> outs;
-  std::vector<float*> out_data;
+  std::vector<Out> out_data;
   for (int64_t n : widths) {
-    outs.push_back(at::empty({m, n}, x.options().dtype(at::kFloat)));
-    out_data.push_back(outs.back().data_ptr<float>());
+    outs.push_back(at::empty({m, n}, x.options()));
+    out_data.push_back(bf16_out ? Out{nullptr, reinterpret_cast<uint16_t*>(outs.back().data_ptr<at::BFloat16>())}
+                                : Out{outs.back().data_ptr<float>(), nullptr});
   }
   const Panels panels(widths);
-  const auto in_x_dtype = [&] {
-    if (x.scalar_type() == at::kBFloat16) {
-      for (auto& out : outs) out = out.to(at::kBFloat16);
-    }
-    return outs;
-  };
-  if (m == 0 || panels.total() == 0) return in_x_dtype();
+  if (m == 0 || panels.total() == 0) return outs;
   // where tile t writes: its first row and column in its weight's output
   const auto out_of = [&](const Tile& t) {
-    return out_data[t.weight] + t.row_panel * kRows * widths[t.weight] + t.local * kCols;
+    return out_data[t.weight].at(t.row_panel * kRows * widths[t.weight] + t.local * kCols);
   };
   // fp32 FMA tiles over `depth` K steps; bf16 weights (no vdpbf16ps) are widened as they are read
   auto fma_tiles = [&](const Operand& a, int64_t depth, const auto& weight_data, bool emulated_bf16) {
@@ -457,7 +470,6 @@ std::vector<at::Tensor> canonical_linears(const at::Tensor& x, const std::vector
     fma_tiles(Operand::rows_of(x), k, weight_data, false);
     return outs;
   }
-  TORCH_CHECK(x.scalar_type() == at::kBFloat16, "canonical_linears: float32 or bfloat16 x");
   const int64_t steps = bf16_steps(k);
   for (const auto& p : packed) {
     TORCH_CHECK(p.scalar_type() == at::kShort, "canonical_linears: bf16 x needs bf16 weights");
@@ -476,7 +488,7 @@ std::vector<at::Tensor> canonical_linears(const at::Tensor& x, const std::vector
             steps / 2, out_of(t), widths[t.weight], t.cols, t.fetch(weight_data, steps * kCols));
       });
     });
-    return in_x_dtype();
+    return outs;
   }
   const auto a = pack_row_pairs(x);
   const uint32_t* a_data = reinterpret_cast<const uint32_t*>(a.data_ptr<int32_t>());
@@ -492,7 +504,7 @@ std::vector<at::Tensor> canonical_linears(const at::Tensor& x, const std::vector
   const auto a = pack_rows<at::BFloat16>(x, steps, bf16_source);
   fma_tiles(Operand::packed(a), steps, weight_data, true);
 #endif
-  return in_x_dtype();
+  return outs;
 }
 
 std::string matmul_isa() {
