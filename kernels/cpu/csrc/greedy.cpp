@@ -2,7 +2,7 @@
 //   token = torch.max's index: the first NaN where the row has one, else the first maximal element;
 //   logprob = log_softmax.cpp's value there, (x[token] - max) - log_total, with its max (row_max.h) and its
 //   log_total (log_total.h).
-// bf16 and fp16 rows are widened (exactly) into a buffer of the thread's first.
+// bf16 and fp16 rows are first widened (exactly) into a buffer of each thread's.
 #include "canonical.h"
 #include "log_total.h"
 #include "row_max.h"
