@@ -117,7 +117,7 @@ struct Fetch {
 };
 
 // Where a tile's first output goes: an fp32 output, or a bf16 one (bf16 x), whose elements are the fp32 sums rounded
-// once in the tile's store (as torch's .to(bfloat16) would round them afterwards, without the fp32 tensor between).
+// once in the tile's store, as c10::BFloat16 rounds (round_to_bf16), without an fp32 tensor between.
 struct Out {
   float* f32 = nullptr;
   uint16_t* bf16 = nullptr;
