@@ -8,8 +8,9 @@ request count; `--rounds N` sweeps all of them N times, one engine after another
 round beside the range (a neighbour's load that comes and goes then falls on every engine alike). llama.cpp
 (`make llama`) runs benchmarks/llama_cpp_worker.py in its own venv on GGUF converted from the same safetensors by
 the converter its sdist vendors, and on the GGUF the model shipped as. Beside each figure: the memory-bandwidth
-bound of a decode step that reads every weight once (bandwidth measured here, at this thread count), scaled by the
-requests sharing that read, and the compute bound of two fp32 flops per parameter per token at torch's own matmul
+bound of a decode step that reads every weight once (bandwidth measured here, at this thread count, just before
+and just after that figure's own run: this host's bandwidth moves between rounds), scaled by the requests sharing
+that read, and the compute bound of two fp32 flops per parameter per token at torch's own matmul
 rate (at 64 requests a step is compute-bound; bf16 on AMX can pass it). An engine that fails is reported with its
 error, never raised. Ratios within the one run are the portable result.
 """
@@ -24,7 +25,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import cache
 from pathlib import Path
+from typing import Callable
 
 import torch
 from gguf import GGUFReader, GGMLQuantizationType
@@ -63,11 +66,24 @@ def time_generate(llm, prompts: list[list[int]], new_tokens: int) -> dict:
 
 
 def read_bandwidth(gigabytes: float = 2.0) -> float:
-    """Bytes/s that torch's sum reads at the current thread count (best of 3 passes over a fresh buffer)."""
-    buffer = torch.ones(int(gigabytes * 2**30) // 4, dtype=torch.float32)
+    """Bytes/s that torch's sum reads at the current thread count (best of 3 passes over a buffer far larger than
+    any cache, made once)."""
+    buffer = _ones(int(gigabytes * 2**30) // 4)
     buffer.sum()
     best = min(_timed(lambda: buffer.sum()) for _ in range(3))
     return buffer.numel() * 4 / best
+
+
+@cache
+def _ones(count: int) -> torch.Tensor:
+    return torch.ones(count, dtype=torch.float32)
+
+
+def bracketed(timed_run: Callable[[], dict]) -> dict:
+    """timed_run()'s figures with the read bandwidth (GB/s) taken just before and just after it."""
+    before = read_bandwidth()
+    run = timed_run()
+    return {**run, "read_bandwidth_gb_s": [before / 1e9, read_bandwidth() / 1e9]}
 
 
 def matmul_rate(size: int = 2048) -> float:
@@ -99,7 +115,7 @@ def time_backend(backend: str, model: str, dtype: str, mode: str, prompts: list[
         engine = pool.get(mode=mode, **({"enable_prefix_caching": False} if cached else {}))
         warm_up = prompts[:2]
         engine.generate(warm_up, [SamplingParams(temperature=0.0, max_tokens=2)] * len(warm_up))
-        return [{**label, "requests": count, **time_generate(engine, prompts[:count], new_tokens)}
+        return [{**label, "requests": count, **bracketed(lambda: time_generate(engine, prompts[:count], new_tokens))}
                 for count in requests]
     except (EngineError, NotApplicable) as exc:
         return [{**label, "requests": count, "error": f"{type(exc).__name__}: {exc}"} for count in requests]
@@ -111,8 +127,7 @@ def time_hf_generate(weights_dir: Path, dtype: str, prompts: list[list[int]], re
                      new_tokens: int) -> list[dict]:
     """Hugging Face's own generate (no padding: every prompt has the same length)."""
     model = AutoModelForCausalLM.from_pretrained(weights_dir, dtype=getattr(torch, dtype))
-    runs = []
-    for count in requests:
+    def timed(count: int) -> dict:
         ids = torch.tensor(prompts[:count])
         start = time.perf_counter()
         with torch.inference_mode():
@@ -120,9 +135,10 @@ def time_hf_generate(weights_dir: Path, dtype: str, prompts: list[list[int]], re
                                  min_new_tokens=new_tokens, do_sample=False, pad_token_id=0)
         seconds = time.perf_counter() - start
         tokens = (out.shape[1] - ids.shape[1]) * ids.shape[0]
-        runs.append({"backend": "hf generate", "dtype": dtype, "mode": "default", "requests": count,
-                     "seconds": seconds, "tokens": tokens, "tok_per_s": tokens / seconds})
-    return runs
+        return {"seconds": seconds, "tokens": tokens, "tok_per_s": tokens / seconds}
+
+    return [{"backend": "hf generate", "dtype": dtype, "mode": "default", "requests": count,
+             **bracketed(lambda: timed(count))} for count in requests]
 
 
 def llama_gguf(weights_dir: Path, dtype: str) -> Path:
@@ -155,15 +171,20 @@ def time_llama_cpp(gguf: Path, dtype: str, prompts: list[list[int]], requests: l
     with tempfile.NamedTemporaryFile("w", suffix=".json") as prompts_file:
         json.dump(prompts, prompts_file)
         prompts_file.flush()
-        done = subprocess.run([str(python), str(REPO / "benchmarks" / "llama_cpp_worker.py"), str(gguf),
-                               str(torch.get_num_threads()), str(new_tokens), ",".join(map(str, requests)),
-                               prompts_file.name], capture_output=True, text=True)
-    if done.returncode != 0:
-        error = (f"killed by {signal.Signals(-done.returncode).name}" if done.returncode < 0
-                 else (done.stderr.strip().splitlines() or ["no output"])[-1])
-        return [{**label, "requests": count, "error": f"llama.cpp: {error}"} for count in requests]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
-    return [{**label, "version": report["version"], **run} for run in report["runs"]]
+
+        # one worker per request count, so that each figure's bandwidth is taken around its own run
+        def timed(count: int) -> dict:
+            done = subprocess.run([str(python), str(REPO / "benchmarks" / "llama_cpp_worker.py"), str(gguf),
+                                   str(torch.get_num_threads()), str(new_tokens), str(count), prompts_file.name],
+                                  capture_output=True, text=True)
+            if done.returncode != 0:
+                error = (f"killed by {signal.Signals(-done.returncode).name}" if done.returncode < 0
+                         else (done.stderr.strip().splitlines() or ["no output"])[-1])
+                return {"error": f"llama.cpp: {error}"}
+            report = json.loads(done.stdout.strip().splitlines()[-1])
+            return {"version": report["version"], **report["runs"][0]}
+
+        return [{**label, "requests": count, **bracketed(lambda: timed(count))} for count in requests]
 
 
 def sweep(args: argparse.Namespace, source: ModelSource, prompts: list[list[int]], requests: list[int]) -> list[dict]:
@@ -204,6 +225,12 @@ def medians(runs: list[dict]) -> list[dict]:
     return summary
 
 
+def run_bandwidth(run: dict, start: float) -> float:
+    """Bytes/s for a run's bound: the mean of the readings around it, or the one at the start where it has none."""
+    around = run.get("read_bandwidth_gb_s")
+    return sum(around) / len(around) * 1e9 if around else start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
@@ -230,7 +257,7 @@ def main() -> None:
         runs += [{**run, "round": round_} for run in sweep(args, source, prompts, requests)]
     for run in runs:
         weight_bytes = run.get("weight_bytes") or params * BYTES[run["dtype"]]
-        run["bound_tok_per_s"] = run["requests"] * bandwidth / weight_bytes
+        run["bound_tok_per_s"] = run["requests"] * run_bandwidth(run, bandwidth) / weight_bytes
         run["fp32_compute_bound_tok_per_s"] = flops / (2 * params)
     report = {"workload": vars(args) | {"out": str(args.out) if args.out else None},
               "hardware": {"cpu": cpu_model(), "isa": isa_features(cpu_flags()), "cpu_kernels": target_isa(),
@@ -246,7 +273,8 @@ def main() -> None:
     for run in report["runs"]:
         spread = (f" [rounds {min(run['rounds_tok_per_s']):.1f}-{max(run['rounds_tok_per_s']):.1f}]"
                   if run.get("rounds_tok_per_s") else "")
-        figure = (f"{run['tok_per_s']:>8.1f} tok/s ({run['tok_per_s'] / run['bound_tok_per_s']:.0%} of bound){spread}"
+        figure = (f"{run['tok_per_s']:>8.1f} tok/s ({run['tok_per_s'] / run['bound_tok_per_s']:.0%} of bound at "
+                  f"{run_bandwidth(run, bandwidth) / 1e9:.0f} GB/s){spread}"
                   if "error" not in run else run["error"][:90])
         print(f"{run['backend']:<13} {run['dtype']:<9} {run['mode']:<10} {run['requests']:>3} req  {figure}  "
               f"bound {run['bound_tok_per_s']:.0f}, fp32 compute {run['fp32_compute_bound_tok_per_s']:.0f}")
