@@ -371,8 +371,8 @@ void fetch(const cache_t* k, const cache_t* v, int64_t length) {
 // values once per row, an output tile in registers, from cache after the first row), while every row keeps its
 // own scores, max, total and output, accumulated in key order as if alone.
 // key_row[j]: where the row of the rows' j-th key starts in the cache; the KV head sits kv_offset into it.
-// fetch_length > 0: the first pass over these keys, which fetches `fetch_length` elements of each row from
-// fetch_offset ahead.
+// fetch_length > 0: the first pass over these keys, which fetches `fetch_length` elements of each key's row, from
+// element fetch_offset on, kAhead keys before the key is read.
 template <typename cache_t>
 void attend_group(const float* q, const cache_t* k_cache, const cache_t* v_cache, const std::vector<int64_t>& key_row,
                   int64_t kv_offset, int64_t dim, int64_t group, float scale, std::vector<float>& scores,
@@ -506,9 +506,9 @@ void attend_all(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor
       for (int64_t row = unit * per_unit; row < (unit + 1) * per_unit; row += per_call) {
         const int64_t kv_offset = row % heads / group * dim;
         const bool whole_rows = per_unit == heads;
+        const int64_t fetch_length = !whole_rows ? dim : row == unit * per_unit ? token_stride : 0;
         attend_group(q_data + row * dim, k_data, v_data, rows, kv_offset, dim, per_call, static_cast<float>(scale),
-                     scores, q_pairs, out_data + row * dim, whole_rows ? 0 : kv_offset,
-                     whole_rows ? (row == unit * per_unit ? token_stride : 0) : dim, ahead);
+                     scores, q_pairs, out_data + row * dim, whole_rows ? 0 : kv_offset, fetch_length, ahead);
       }
       unit = next;
       std::swap(rows, next_rows);
