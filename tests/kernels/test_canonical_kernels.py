@@ -329,9 +329,13 @@ def test_fused_linears_have_the_bits_of_one_call_each(dtype: torch.dtype, m: int
                for n in (96, 32, 40)]
     x = torch.randn(m, 96, generator=generator).to(dtype)
     canonical = get("matmul", "cpu_canonical")
-    fused = canonical.linears(x, weights, [None] * 3)
-    for weight, out in zip(weights, fused):
-        assert torch.equal(_bits(canonical.fn(x, weight)), _bits(out))
+    alone = at_threads(1, lambda: [canonical.fn(x, weight) for weight in weights])
+    # a single row panel's panels are shared out evenly, so a thread's share starts and ends inside a weight or
+    # at another weight's first panel, depending on the thread count
+    for threads in (1, 2, 3, 5):
+        fused = at_threads(threads, lambda: canonical.linears(x, weights, [None] * 3))
+        for expected, out in zip(alone, fused):
+            assert torch.equal(_bits(expected), _bits(out)), f"{threads} threads"
 
 
 def test_pointwise_op_is_named_and_its_variants_compute_the_same_functions() -> None:

@@ -283,48 +283,67 @@ struct Chunk {
   int64_t unit, count;  // unit: block * col_panels + the first column panel
 };
 
-// run(Tile) over every tile, chunk by chunk; the chunks never depend on the thread count or on what a tile
-// computes. Blocks of several row panels are claimed dynamically, each thread one chunk ahead: its next chunk's
-// weights are fetched while the current one computes from cache, and a core slowed by its neighbours (a VM's
-// vCPUs are not all equally fast) takes fewer. A single row panel streams its weights, which the hardware
-// prefetcher does best over one contiguous share per thread.
+// run(Tile) over every tile. Blocks of several row panels are claimed dynamically, chunk by chunk (the chunks never
+// depend on the thread count), each thread one chunk ahead: its next chunk's weights are fetched while the current one
+// computes from cache, and a core slowed by its neighbours (a VM's vCPUs are not all equally fast) takes fewer. A
+// single row panel streams its weights, which the hardware prefetcher does best over one contiguous share per thread:
+// each thread takes an even share of the panels, cut where a weight ends and otherwise into tiles of as many panels
+// as the registers hold, where whole chunks had left one thread two panels more of an 18-panel weight (a tile's
+// panels only add independent columns: no column's sum depends on how the panels are cut).
 template <typename tile_fn>
 void for_each_tile(int64_t m, const Panels& panels, bool emulated_bf16, tile_fn run) {
   const int64_t row_panels = ceil_div(m, kRows), blocks = ceil_div(row_panels, kPanelsPerBlock);
   const int64_t col_panels = panels.total();
   const int64_t group = panels_for(static_cast<int>(std::min<int64_t>(m, kRows)));
-  std::vector<Chunk> chunks;
-  for (int64_t unit = 0; unit < blocks * col_panels;) {
+  // `count` panels from col_panel on, of one weight, its last one `cols` wide
+  const auto cols_of = [&](int64_t col_panel, int64_t count) {
+    const int64_t weight = panels.weight_of(col_panel), local = col_panel - panels.first[weight];
+    return std::min<int64_t>(kCols, panels.widths[weight] - (local + count - 1) * kCols);
+  };
+  const bool dynamic = row_panels > 1;
+  std::vector<Chunk> chunks;  // claimed dynamically: only where there are several row panels
+  for (int64_t unit = 0; dynamic && unit < blocks * col_panels;) {
     const int64_t col_panel = unit % col_panels;
     chunks.push_back({unit, std::min(group, panels.first[panels.weight_of(col_panel) + 1] - col_panel)});
     unit += chunks.back().count;
   }
   const int64_t total = static_cast<int64_t>(chunks.size());
-  const bool dynamic = row_panels > 1;
+  // one thread's even share of a single row panel's weights, streamed tile by tile
+  const auto stream_share = [&](int64_t thread, int64_t threads) {
+    const int64_t end = col_panels * (thread + 1) / threads;
+    for (int64_t col_panel = col_panels * thread / threads, count; col_panel < end; col_panel += count) {
+      const int64_t weight = panels.weight_of(col_panel);
+      count = std::min({group, end - col_panel, panels.first[weight + 1] - col_panel});
+      run(Tile{0, m, weight, col_panel - panels.first[weight], count, cols_of(col_panel, count)});
+    }
+  };
   std::atomic<int64_t> claimed{0};
-#pragma omp parallel num_threads(at::get_num_threads())
-  {
-    Bf16Rounding rounding(emulated_bf16);
-    const int64_t threads = omp_get_num_threads(), thread = omp_get_thread_num();
-    int64_t position = total * thread / threads;
-    const int64_t end = dynamic ? total : total * (thread + 1) / threads;
-    const auto claim = [&] { return dynamic ? claimed++ : position++; };
-    for (int64_t current = claim(), next; current < end; current = next) {
-      next = claim();
+  // chunks claimed one ahead until none is left, each over its block's row panels
+  const auto claim_chunks = [&] {
+    for (int64_t current = claimed++, next; current < total; current = next) {
+      next = claimed++;
       const Chunk chunk = chunks[current];
       const int64_t block = chunk.unit / col_panels, col_panel = chunk.unit % col_panels;
       const int64_t weight = panels.weight_of(col_panel), local = col_panel - panels.first[weight];
-      const int64_t cols = std::min<int64_t>(kCols, panels.widths[weight] - (local + chunk.count - 1) * kCols);
       const int64_t first = block * kPanelsPerBlock, last = std::min(row_panels, first + kPanelsPerBlock);
       // While a block of several row panels computes from a weight panel in cache, the next one is fetched.
-      const bool fetch_next = last - first > 1 && next < end;
+      const bool fetch_next = last - first > 1 && next < total;
       const Chunk ahead = fetch_next ? chunks[next] : Chunk{0, 0};
       const int64_t next_col = ahead.unit % col_panels, next_weight = panels.weight_of(next_col);
       for (int64_t row_panel = first; row_panel < last; ++row_panel) {
-        run(Tile{row_panel, std::min<int64_t>(kRows, m - row_panel * kRows), weight, local, chunk.count, cols,
-                 fetch_next ? next_weight : -1, next_col - panels.first[next_weight], ahead.count, row_panel - first,
-                 last - first});
+        run(Tile{row_panel, std::min<int64_t>(kRows, m - row_panel * kRows), weight, local, chunk.count,
+                 cols_of(col_panel, chunk.count), fetch_next ? next_weight : -1, next_col - panels.first[next_weight],
+                 ahead.count, row_panel - first, last - first});
       }
+    }
+  };
+#pragma omp parallel num_threads(at::get_num_threads())
+  {
+    Bf16Rounding rounding(emulated_bf16);
+    if (dynamic) {
+      claim_chunks();
+    } else {
+      stream_share(omp_get_thread_num(), omp_get_num_threads());
     }
   }
 }
