@@ -283,18 +283,33 @@ struct Chunk {
   int64_t unit, count;  // unit: block * col_panels + the first column panel
 };
 
-// run(Tile) over every tile. Blocks of several row panels are claimed dynamically, chunk by chunk (the chunks never
-// depend on the thread count), each thread one chunk ahead: its next chunk's weights are fetched while the current one
-// computes from cache, and a core slowed by its neighbours (a VM's vCPUs are not all equally fast) takes fewer. A
-// single row panel streams its weights, which the hardware prefetcher does best over one contiguous share per thread:
-// each thread takes an even share of the panels, cut where a weight ends and otherwise into tiles of as many panels
-// as the registers hold, where whole chunks had left one thread two panels more of an 18-panel weight (a tile's
-// panels only add independent columns: no column's sum depends on how the panels are cut).
+// run(Tile) over every tile. Blocks of several row panels are claimed dynamically, chunk by chunk (how the rows are
+// blocked may depend on the thread count; no element's sum depends on it), each thread one chunk ahead: its next
+// chunk's weights are fetched while the current one computes from cache, and a core slowed by its neighbours (a VM's
+// vCPUs are not all equally fast) takes fewer. A single row panel streams its weights, which the hardware prefetcher
+// does best over one contiguous share per thread: each thread takes an even share of the panels, cut where a weight
+// ends and otherwise into tiles of as many panels as the registers hold, where whole chunks had left one thread two
+// panels more of an 18-panel weight (a tile's panels only add independent columns: no column's sum depends on how the
+// panels are cut).
 template <typename tile_fn>
 void for_each_tile(int64_t m, const Panels& panels, bool emulated_bf16, tile_fn run) {
-  const int64_t row_panels = ceil_div(m, kRows), blocks = ceil_div(row_panels, kPanelsPerBlock);
-  const int64_t col_panels = panels.total();
+  const int64_t row_panels = ceil_div(m, kRows), col_panels = panels.total(), threads = at::get_num_threads();
   const int64_t group = panels_for(static_cast<int>(std::min<int64_t>(m, kRows)));
+  // a chunk's panels from col_panel on: a tile call's worth, within one weight
+  const auto chunk_from = [&](int64_t col_panel) {
+    return std::min(group, panels.first[panels.weight_of(col_panel) + 1] - col_panel);
+  };
+  int64_t col_chunks = 0;  // chunks across one row block
+  for (int64_t col_panel = 0; col_panel < col_panels; ++col_chunks) col_panel += chunk_from(col_panel);
+  // Row blocks of up to kPanelsPerBlock row panels, split further where few chunks would not divide evenly between the
+  // threads: at 64 rows o's and down's 9 chunks left one of two threads 5 (each block then reads its weights itself,
+  // which a step of 64 rows, bound by its multiplies, affords)
+  int64_t blocks = ceil_div(row_panels, kPanelsPerBlock);
+  if (blocks * col_chunks % threads != 0 && blocks * col_chunks < 8 * threads) {
+    blocks = std::min(row_panels, blocks * threads);
+  }
+  const int64_t block_panels = ceil_div(row_panels, blocks);
+  blocks = ceil_div(row_panels, block_panels);
   // `count` panels from col_panel on, of one weight, its last one `cols` wide
   const auto cols_of = [&](int64_t col_panel, int64_t count) {
     const int64_t weight = panels.weight_of(col_panel), local = col_panel - panels.first[weight];
@@ -303,15 +318,14 @@ void for_each_tile(int64_t m, const Panels& panels, bool emulated_bf16, tile_fn 
   const bool dynamic = row_panels > 1;
   std::vector<Chunk> chunks;  // claimed dynamically: only where there are several row panels
   for (int64_t unit = 0; dynamic && unit < blocks * col_panels;) {
-    const int64_t col_panel = unit % col_panels;
-    chunks.push_back({unit, std::min(group, panels.first[panels.weight_of(col_panel) + 1] - col_panel)});
+    chunks.push_back({unit, chunk_from(unit % col_panels)});
     unit += chunks.back().count;
   }
   const int64_t total = static_cast<int64_t>(chunks.size());
   // one thread's even share of a single row panel's weights, streamed tile by tile
-  const auto stream_share = [&](int64_t thread, int64_t threads) {
-    const int64_t end = col_panels * (thread + 1) / threads;
-    for (int64_t col_panel = col_panels * thread / threads, count; col_panel < end; col_panel += count) {
+  const auto stream_share = [&](int64_t thread, int64_t team) {
+    const int64_t end = col_panels * (thread + 1) / team;
+    for (int64_t col_panel = col_panels * thread / team, count; col_panel < end; col_panel += count) {
       const int64_t weight = panels.weight_of(col_panel);
       count = std::min({group, end - col_panel, panels.first[weight + 1] - col_panel});
       run(Tile{0, m, weight, col_panel - panels.first[weight], count, cols_of(col_panel, count)});
@@ -325,7 +339,7 @@ void for_each_tile(int64_t m, const Panels& panels, bool emulated_bf16, tile_fn 
       const Chunk chunk = chunks[current];
       const int64_t block = chunk.unit / col_panels, col_panel = chunk.unit % col_panels;
       const int64_t weight = panels.weight_of(col_panel), local = col_panel - panels.first[weight];
-      const int64_t first = block * kPanelsPerBlock, last = std::min(row_panels, first + kPanelsPerBlock);
+      const int64_t first = block * block_panels, last = std::min(row_panels, first + block_panels);
       // While a block of several row panels computes from a weight panel in cache, the next one is fetched.
       const bool fetch_next = last - first > 1 && next < total;
       const Chunk ahead = fetch_next ? chunks[next] : Chunk{0, 0};
@@ -337,7 +351,7 @@ void for_each_tile(int64_t m, const Panels& panels, bool emulated_bf16, tile_fn 
       }
     }
   };
-#pragma omp parallel num_threads(at::get_num_threads())
+#pragma omp parallel num_threads(threads)
   {
     Bf16Rounding rounding(emulated_bf16);
     if (dynamic) {
