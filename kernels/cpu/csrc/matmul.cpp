@@ -299,8 +299,10 @@ void for_each_tile(int64_t m, const Panels& panels, bool emulated_bf16, tile_fn 
   const auto chunk_from = [&](int64_t col_panel) {
     return std::min(group, panels.first[panels.weight_of(col_panel) + 1] - col_panel);
   };
-  int64_t col_chunks = 0;  // chunks across one row block
-  for (int64_t col_panel = 0; col_panel < col_panels; ++col_chunks) col_panel += chunk_from(col_panel);
+  int64_t col_chunks = 0;  // chunks across one row block: each weight's panels, a tile call's worth at a time
+  for (size_t weight = 0; weight + 1 < panels.first.size(); ++weight) {
+    col_chunks += ceil_div(panels.first[weight + 1] - panels.first[weight], group);
+  }
   // Row blocks of up to kPanelsPerBlock row panels, split further where few chunks would not divide evenly between the
   // threads: at 64 rows o's and down's 9 chunks left one of two threads 5 (each block then reads its weights itself,
   // which a step of 64 rows, bound by its multiplies, affords)
@@ -310,9 +312,8 @@ void for_each_tile(int64_t m, const Panels& panels, bool emulated_bf16, tile_fn 
   }
   const int64_t block_panels = ceil_div(row_panels, blocks);
   blocks = ceil_div(row_panels, block_panels);
-  // `count` panels from col_panel on, of one weight, its last one `cols` wide
-  const auto cols_of = [&](int64_t col_panel, int64_t count) {
-    const int64_t weight = panels.weight_of(col_panel), local = col_panel - panels.first[weight];
+  // the width of the last of `count` panels of `weight` from its panel `local` on
+  const auto cols_of = [&](int64_t weight, int64_t local, int64_t count) {
     return std::min<int64_t>(kCols, panels.widths[weight] - (local + count - 1) * kCols);
   };
   const bool dynamic = row_panels > 1;
@@ -326,9 +327,9 @@ void for_each_tile(int64_t m, const Panels& panels, bool emulated_bf16, tile_fn 
   const auto stream_share = [&](int64_t thread, int64_t team) {
     const int64_t end = col_panels * (thread + 1) / team;
     for (int64_t col_panel = col_panels * thread / team, count; col_panel < end; col_panel += count) {
-      const int64_t weight = panels.weight_of(col_panel);
-      count = std::min({group, end - col_panel, panels.first[weight + 1] - col_panel});
-      run(Tile{0, m, weight, col_panel - panels.first[weight], count, cols_of(col_panel, count)});
+      const int64_t weight = panels.weight_of(col_panel), local = col_panel - panels.first[weight];
+      count = std::min(chunk_from(col_panel), end - col_panel);
+      run(Tile{0, m, weight, local, count, cols_of(weight, local, count)});
     }
   };
   std::atomic<int64_t> claimed{0};
@@ -346,7 +347,7 @@ void for_each_tile(int64_t m, const Panels& panels, bool emulated_bf16, tile_fn 
       const int64_t next_col = ahead.unit % col_panels, next_weight = panels.weight_of(next_col);
       for (int64_t row_panel = first; row_panel < last; ++row_panel) {
         run(Tile{row_panel, std::min<int64_t>(kRows, m - row_panel * kRows), weight, local, chunk.count,
-                 cols_of(col_panel, chunk.count), fetch_next ? next_weight : -1, next_col - panels.first[next_weight],
+                 cols_of(weight, local, chunk.count), fetch_next ? next_weight : -1, next_col - panels.first[next_weight],
                  ahead.count, row_panel - first, last - first});
       }
     }

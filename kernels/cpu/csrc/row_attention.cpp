@@ -471,6 +471,7 @@ void attend_all(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor
                            : tokens * kv_heads >= 2 * threads    ? group
                                                                  : 1;
   const int64_t per_call = std::min(per_unit, group), units = tokens * heads / per_unit;
+  const bool whole_rows = per_unit == heads;
   const auto token_of = [&](int64_t unit) { return unit * per_unit / heads; };
   const auto keys_of = [&](int64_t unit, std::vector<int64_t>& rows) {
     const int64_t token = token_of(unit), end = keys_data[token];
@@ -494,7 +495,7 @@ void attend_all(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor
         fetch_lines(q_data + next * per_unit * dim, per_unit * dim * static_cast<int64_t>(sizeof(float)));
       }
       const bool fetch_next =
-          per_unit == heads && next < units && seq_data[token_of(next)] != seq_data[token_of(unit)];
+          whole_rows && next < units && seq_data[token_of(next)] != seq_data[token_of(unit)];
       // this unit's key loops after the first pass: the later groups' dot products and each group's weighted sums
       const int64_t keys = static_cast<int64_t>(rows.size()), groups = per_unit / per_call;
       const int64_t steps = keys * (groups - 1 + groups * weighted_sum_passes(per_call, dim));
@@ -505,7 +506,6 @@ void attend_all(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor
       // runs: bf16 0.51 -> 0.39 ms, fp32 0.56 -> 0.50).
       for (int64_t row = unit * per_unit; row < (unit + 1) * per_unit; row += per_call) {
         const int64_t kv_offset = row % heads / group * dim;
-        const bool whole_rows = per_unit == heads;
         const int64_t fetch_length = !whole_rows ? dim : row == unit * per_unit ? token_stride : 0;
         attend_group(q_data + row * dim, k_data, v_data, rows, kv_offset, dim, per_call, static_cast<float>(scale),
                      scores, q_pairs, out_data + row * dim, whole_rows ? 0 : kv_offset, fetch_length, ahead);
